@@ -1,0 +1,55 @@
+"""Paths and runtime settings shared by every engine.
+
+Paths are built relative to this file, never the working directory, so cmet works from anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+MODEL_FPS = 25
+SPEECH_RATE = 16000
+HUB_REPO = "coldhyuk/C-MET"
+
+
+def checkpoints_dir() -> Path:
+    """Where local weights live; ``CMET_CHECKPOINTS`` overrides the repository's ``checkpoints/``."""
+    return Path(os.environ.get("CMET_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+
+
+def lite_dir() -> Path:
+    """The lite engine's shipped weights (committed, a few MB)."""
+    return REPO_ROOT / "checkpoints" / "lite"
+
+
+def cache_dir() -> Path:
+    """Embedding cache; ``CMET_CACHE`` overrides ``~/.cache/cmet``."""
+    return Path(os.environ.get("CMET_CACHE", Path.home() / ".cache" / "cmet"))
+
+
+@dataclass
+class RuntimeConfig:
+    """How an edit runs: device, where temp files go, and the length cap the app enforces."""
+
+    device: str = "auto"
+    temp_dir: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
+    max_seconds: float | None = None
+    batch_size: int = 16
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from cmet.errors import InputError
+
+        raise InputError("--device cuda was asked for but no CUDA GPU is visible to torch; use --device cpu or auto.")
+    return device
