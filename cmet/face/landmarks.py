@@ -1,0 +1,327 @@
+"""Face tracking with MediaPipe FaceMesh: 478 landmarks per frame, gap filling, lag-free smoothing.
+
+FaceMesh runs in video mode, so each frame starts from the previous frame's face and the detector
+only runs when tracking is lost. Smoothing is zero-phase (a centred Savitzky–Golay fit over time)
+and touches only the head's similarity pose and the stable points; lips, jaw, brows and eyelids keep
+their per-frame values, so a mouth opening shows on the frame where it happens.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmet.config import MODEL_FPS
+from cmet.errors import CmetWarning, InputError
+from cmet.face import canonical as _canonical
+from cmet.face.canonical import (
+    N_LANDMARKS,
+    STABLE,
+    apply_similarity,
+    eye_centres,
+    fit_similarity,
+    invert_similarity,
+)
+
+MAX_FACES = 4
+MAX_GAP = 5
+POSE_WINDOW = 9  # frames of the centred pose fit (0.36 s at 25 fps)
+STABLE_WINDOW = 5  # lighter: stable points only jitter, they do not move on their own
+POLYORDER = 2
+FORMAT_VERSION = 1
+
+_local = threading.local()
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame landmarks of the tracked face; frames without a known face hold NaN everywhere."""
+
+    landmarks: np.ndarray  # [T, 478, 3] float32: x, y in pixels, z in the same pixel scale
+    valid: np.ndarray  # [T] bool: a face is known (detected or interpolated)
+    detected: np.ndarray  # [T] bool: detected by the model, before gap filling
+    boxes: np.ndarray  # [T, 4] float32 x0, y0, x1, y1 of the landmarks
+    transforms: np.ndarray  # [T, 2, 3] float32 similarity image → canonical
+    size: tuple[int, int]  # (width, height)
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    def canonical(self) -> np.ndarray:
+        """``[T, 478, 2]`` landmarks in canonical coordinates (pose removed)."""
+        return apply_similarity(self.transforms, self.landmarks[..., :2]).astype(np.float32)
+
+    def to_image(self, points: np.ndarray, t: int | slice | None = None) -> np.ndarray:
+        """Map canonical ``[..., N, 2]`` points to image pixels with frame ``t``'s (or every frame's) inverse pose."""
+        matrices = self.transforms if t is None else self.transforms[t]
+        return apply_similarity(invert_similarity(matrices.astype(np.float64)), points).astype(np.float32)
+
+    def inter_ocular(self) -> np.ndarray:
+        """``[T]`` pixel distance between the eye centres."""
+        right, left = eye_centres(self.landmarks[..., :2])
+        return np.linalg.norm(left - right, axis=-1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an npz (atomically, so a cache is never half written)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            np.savez_compressed(
+                out,
+                version=np.array(FORMAT_VERSION),
+                landmarks=self.landmarks,
+                valid=self.valid,
+                detected=self.detected,
+                boxes=self.boxes,
+                transforms=self.transforms,
+                size=np.array(self.size),
+                fps=np.array(self.fps),
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FaceTrack:
+        """Read a track written by :meth:`save`."""
+        try:
+            with np.load(path) as data:
+                if int(data["version"]) != FORMAT_VERSION:
+                    raise KeyError("version")
+                width, height = (int(v) for v in data["size"])
+                return cls(
+                    landmarks=data["landmarks"],
+                    valid=data["valid"],
+                    detected=data["detected"],
+                    boxes=data["boxes"],
+                    transforms=data["transforms"],
+                    size=(width, height),
+                    fps=float(data["fps"]),
+                )
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise InputError(
+                f"{path} is not a face track saved by this version of cmet ({err}); delete it so the video is tracked "
+                "again."
+            ) from err
+
+
+def __getattr__(name: str) -> np.ndarray:
+    """``CANONICAL`` is measured on first access (see :mod:`cmet.face.canonical`)."""
+    if name == "CANONICAL":
+        return _canonical.CANONICAL
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def track(
+    source: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
+    fps: float | None = None,
+    smooth: bool = True,
+    min_valid_fraction: float = 0.5,
+) -> FaceTrack:
+    """Track the largest face through a video file or a sequence of RGB uint8 frames.
+
+    ``fps``: for a file, the rate to read it at (``None`` keeps its own); for frames, their rate
+    (``None`` means the model rate, 25). Gaps of up to 5 frames are interpolated; a clip where
+    fewer than ``min_valid_fraction`` of the frames show a face raises :class:`InputError`.
+    """
+    frames, rate, name = _open(source, fps)
+    raw, detected, size, several_at = _detect(frames, name)
+    if several_at is not None:
+        warnings.warn(
+            f"Several faces were found in {name} (first at {several_at / rate:.1f} s); the largest one is used.",
+            CmetWarning,
+            stacklevel=2,
+        )
+    points, valid = fill_gaps(raw, detected)
+    _check_coverage(valid, rate, name, min_valid_fraction)
+    transforms = np.full((len(points), 2, 3), np.nan)
+    transforms[valid] = fit_similarity(points[valid][:, STABLE, :2], _canonical.CANONICAL[STABLE])
+    if smooth:
+        points, transforms = smooth_track(points, transforms, valid)
+    return FaceTrack(
+        landmarks=points.astype(np.float32),
+        valid=valid,
+        detected=detected,
+        boxes=_boxes(points),
+        transforms=transforms.astype(np.float32),
+        size=size,
+        fps=float(rate),
+    )
+
+
+def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], float, str]:
+    """Frames, their rate and a name for messages, from a path or from frames."""
+    if isinstance(source, (str, os.PathLike)):
+        from cmet.media import iter_frames, probe
+
+        path = Path(source)
+        info = probe(path)
+        return iter_frames(path, fps=fps), float(fps or info.fps), f"the video {path.name}"
+    if isinstance(source, np.ndarray) and source.ndim == 3:
+        source = source[None]
+    return iter(source), float(fps or MODEL_FPS), "the frames"
+
+
+def _face_mesh():
+    """This thread's FaceMesh, reset so a new clip does not start from the last clip's face."""
+    mesh = getattr(_local, "mesh", None)
+    if mesh is None:
+        import mediapipe as mp
+
+        mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=MAX_FACES,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+        _local.mesh = mesh
+    else:
+        mesh.reset()
+    return mesh
+
+
+def _rgb(frame: np.ndarray, index: int, name: str) -> np.ndarray:
+    """The frame as contiguous HxWx3 uint8 (grey and RGBA are converted)."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(f"Frame {index} of {name} is {frame.dtype}; pass RGB frames as uint8 arrays (0–255).")
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputError(f"Frame {index} of {name} has shape {frame.shape}; pass RGB frames shaped height×width×3.")
+    return np.ascontiguousarray(frame)
+
+
+def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int | None]:
+    """Raw landmarks ``[T, 478, 3]`` (NaN where no face), detection mask, (width, height), first multi-face frame."""
+    mesh = _face_mesh()
+    rows: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    several_at = None
+    missing = np.full((N_LANDMARKS, 3), np.nan, dtype=np.float32)
+    for index, frame in enumerate(frames):
+        frame = _rgb(frame, index, name)
+        height, width = frame.shape[:2]
+        if size is None:
+            size = (width, height)
+        elif size != (width, height):
+            raise InputError(
+                f"Frame {index} of {name} is {width}×{height} but the first was {size[0]}×{size[1]}; "
+                "pass frames of one size."
+            )
+        faces = mesh.process(frame).multi_face_landmarks or []
+        if len(faces) > 1 and several_at is None:
+            several_at = index
+        rows.append(_largest(faces, width, height) if faces else missing)
+    if size is None:
+        raise InputError(f"{name[0].upper()}{name[1:]} has no frames; pass a video with at least one frame.")
+    raw = np.stack(rows)
+    return raw, ~np.isnan(raw[:, 0, 0]), size, several_at
+
+
+def _largest(faces: list, width: int, height: int) -> np.ndarray:
+    """Pixel landmarks of the face whose landmark box has the largest area."""
+    scale = np.array([width, height, width], dtype=np.float32)
+    candidates = [np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * scale for face in faces]
+    areas = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
+    return candidates[int(np.argmax(areas))]
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of True in a 1D mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def fill_gaps(points: np.ndarray, detected: np.ndarray, max_gap: int = MAX_GAP) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate landmarks linearly across gaps of at most ``max_gap`` frames between two detections.
+
+    Leading and trailing gaps and longer gaps stay NaN: there is nothing on one side to trust.
+    """
+    points = np.array(points, dtype=np.float64)
+    valid = detected.copy()
+    for start, stop in _runs(~detected):
+        if start == 0 or stop == len(detected) or stop - start > max_gap:
+            continue
+        before, after = points[start - 1], points[stop]
+        weights = (np.arange(start, stop) - (start - 1)) / (stop - (start - 1))
+        points[start:stop] = before + weights[:, None, None] * (after - before)
+        valid[start:stop] = True
+    return points, valid
+
+
+def _check_coverage(valid: np.ndarray, fps: float, name: str, min_fraction: float) -> None:
+    """Raise when too few frames have a face; warn when some do not."""
+    gaps = _runs(~valid)
+    if not gaps:
+        return
+    shown = [f"{start / fps:.1f}–{stop / fps:.1f} s" for start, stop in gaps[:4]]
+    where = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+    if len(gaps) > 4:
+        where += f" (and {len(gaps) - 4} more stretches)"
+    fraction = valid.mean()
+    if fraction < min_fraction:
+        raise InputError(
+            f"No face found in {name} at {where} (a face is seen in {fraction:.0%} of the frames, "
+            f"{min_fraction:.0%} needed); use a clip where one face is clearly visible, well lit and turned "
+            "towards the camera most of the time."
+        )
+    warnings.warn(f"No face found in {name} at {where}; those frames are left unedited.", CmetWarning, stacklevel=3)
+
+
+def _savgol(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred (zero-lag) quadratic fit over time along axis 0; short runs are left as they are."""
+    from scipy.signal import savgol_filter
+
+    window = min(window, len(values) - (len(values) % 2 == 0))
+    if window <= POLYORDER + 1:
+        return values
+    return savgol_filter(values, window, POLYORDER, axis=0, mode="interp")
+
+
+def smooth_track(points: np.ndarray, transforms: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove tracking jitter without delaying expressions.
+
+    The pose (scale, angle and the eye midpoint in pixels) is smoothed with a centred window, the
+    stable points are lightly smoothed in canonical space, every other point keeps its per-frame
+    canonical position, and the landmarks are mapped back with the smoothed pose. Each run of valid
+    frames is smoothed on its own. Returns smoothed ``(points [T, 478, 3], transforms [T, 2, 3])``.
+    """
+    points = points.astype(np.float64).copy()
+    transforms = transforms.astype(np.float64).copy()
+    for start, stop in _runs(valid):
+        span = slice(start, stop)
+        canonical = apply_similarity(transforms[span], points[span, :, :2])
+        canonical[:, STABLE] = _savgol(canonical[:, STABLE], STABLE_WINDOW)
+        to_image = invert_similarity(transforms[span])
+        scale = np.hypot(to_image[:, 0, 0], to_image[:, 1, 0])
+        angle = np.unwrap(np.arctan2(to_image[:, 1, 0], to_image[:, 0, 0]))
+        pose = _savgol(np.column_stack([np.log(scale), angle, to_image[:, :, 2]]), POSE_WINDOW)
+        new_scale, cos, sin = np.exp(pose[:, 0]), np.cos(pose[:, 1]), np.sin(pose[:, 1])
+        smoothed = np.empty_like(to_image)
+        smoothed[:, 0, 0], smoothed[:, 0, 1], smoothed[:, 1, 0], smoothed[:, 1, 1] = cos, -sin, sin, cos
+        smoothed[:, :, :2] *= new_scale[:, None, None]
+        smoothed[:, :, 2] = pose[:, 2:]
+        points[span, :, :2] = apply_similarity(smoothed, canonical)
+        points[span, :, 2] *= (new_scale / scale)[:, None]
+        transforms[span] = invert_similarity(smoothed)
+    return points, transforms
+
+
+def _boxes(points: np.ndarray) -> np.ndarray:
+    """``[T, 4]`` landmark boxes; NaN rows where there is no face."""
+    xy = points[..., :2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1).astype(np.float32)

@@ -1,0 +1,186 @@
+"""Face tracking: motion following, pose normalisation, gaps, several faces, lag-free smoothing, caching."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+from skimage.data import astronaut
+
+from cmet.errors import CmetWarning, InputError
+from cmet.face import canonical as canon
+from cmet.face.landmarks import CANONICAL, FaceTrack, fill_gaps, smooth_track, track
+
+CENTRE = (225.0, 130.0)  # roughly the astronaut's face
+
+
+def _warp(image: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    matrix = cv2.getRotationMatrix2D(CENTRE, angle, scale)
+    matrix[:, 2] += shift
+    return cv2.warpAffine(image, matrix, (512, 512), borderMode=cv2.BORDER_REFLECT), matrix
+
+
+@pytest.fixture(scope="module")
+def moving() -> tuple[list[np.ndarray], np.ndarray]:
+    """20 frames of the astronaut turning ±8°, growing 15% and drifting, with the warp matrices."""
+    frames, matrices = [], []
+    for t in range(20):
+        a = t / 19
+        frame, matrix = _warp(astronaut(), 8 * np.sin(2 * np.pi * a), 1 + 0.15 * a, (20 * a, -10 * a))
+        frames.append(frame)
+        matrices.append(matrix)
+    return frames, np.stack(matrices)
+
+
+@pytest.fixture(scope="module")
+def moving_track(moving) -> FaceTrack:
+    return track(moving[0])
+
+
+def _no_warnings_track(frames, **kwargs) -> FaceTrack:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CmetWarning)
+        return track(frames, **kwargs)
+
+
+def test_canonical_template_is_frontal_and_normalised():
+    assert CANONICAL.shape == (478, 2) and CANONICAL.dtype == np.float32
+    right, left = canon.eye_centres(CANONICAL)
+    np.testing.assert_allclose(right, [-0.5, 0.0], atol=1e-5)
+    np.testing.assert_allclose(left, [0.5, 0.0], atol=1e-5)
+    mirrored = CANONICAL[canon.MIRROR] * np.array([-1.0, 1.0])
+    np.testing.assert_allclose(mirrored, CANONICAL, atol=1e-5)
+    assert canon.MIRROR[33] == 263 and canon.MIRROR[468] == 473 and canon.MIRROR[1] == 1
+    nose_tip, upper_lip, chin, forehead = CANONICAL[[4, 13, 152, 10], 1]
+    assert forehead < 0 < nose_tip < upper_lip < chin  # y points down
+    assert not CANONICAL.flags.writeable
+
+
+def test_landmarks_follow_affine_motion(moving, moving_track):
+    frames, matrices = moving
+    result = moving_track
+    assert len(result) == 20 and result.size == (512, 512) and result.fps == 25.0
+    assert result.detected.all() and result.valid.all()
+    still = _no_warnings_track([astronaut()], smooth=False).landmarks[0, :, :2]
+    expected = canon.apply_similarity(matrices, still)
+    error = np.linalg.norm(result.landmarks[..., :2] - expected, axis=-1)
+    assert np.median(error) < 2.0 and error.mean(axis=1).max() < 3.0
+    assert result.canonical().std(axis=0).max() < 0.03  # pose removed: the face stands still
+    scale = np.sqrt(np.linalg.det(matrices[:, :, :2]))
+    np.testing.assert_allclose(result.inter_ocular() / result.inter_ocular()[0], scale / scale[0], rtol=0.03)
+    np.testing.assert_allclose(result.to_image(result.canonical()), result.landmarks[..., :2], atol=1e-2)
+    assert result.to_image(CANONICAL, 3).shape == (478, 2)
+    assert result.to_image(CANONICAL, slice(2, 5)).shape == (3, 478, 2)
+    boxes = result.boxes
+    assert (boxes[:, 0] < expected[:, 1, 0]).all() and (boxes[:, 3] > expected[:, 152, 1]).all()
+
+
+def test_no_face_raises_naming_the_times():
+    face = astronaut()
+    noise = np.random.default_rng(0).integers(0, 256, (30, 512, 512, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match=r"0\.4–1\.6 s"):
+        track([face] * 10 + list(noise))
+    with pytest.raises(InputError, match=r"No face found in the frames at 0\.0–0\.8 s"):
+        track(np.zeros((20, 64, 64, 3), np.uint8))
+
+
+def test_short_gap_is_interpolated_and_long_gap_left_invalid(moving):
+    frames = list(moving[0])
+    blank = np.zeros_like(frames[0])
+    clip = frames[:8] + [blank] * 3 + frames[11:] + [blank] * 8 + frames[:4]
+    with pytest.warns(CmetWarning, match=r"at 0\.8–1\.1 s;"):
+        result = track(clip)
+    gap = slice(8, 11)
+    assert not result.detected[gap].any() and result.valid[gap].all()
+    assert not result.valid[20:28].any() and np.isnan(result.landmarks[20:28]).all()
+    assert result.valid[28:].all() and result.valid[:20].all()
+    reference = track(frames)
+    error = np.linalg.norm(result.landmarks[gap, :, :2] - reference.landmarks[gap, :, :2], axis=-1)
+    assert error.mean() < 4.0  # linear in-between of a slow motion
+
+
+def test_fill_gaps_is_linear_and_keeps_edges():
+    points = np.zeros((10, 478, 3))
+    points[:, :, 0] = np.arange(10)[:, None]
+    detected = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 0], bool)
+    points[~detected] = np.nan
+    filled, valid = fill_gaps(points, detected, max_gap=2)
+    np.testing.assert_array_equal(valid, [0, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    np.testing.assert_allclose(filled[1:6, 0, 0], [1, 2, 3, 4, 5])
+    assert np.isnan(filled[0]).all() and np.isnan(filled[6:]).all()
+
+
+def test_several_faces_use_the_largest_and_warn():
+    crop = astronaut()[20:300, 80:360]
+    small = cv2.resize(crop, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    canvas = np.full((280, small.shape[1] + 300, 3), 128, np.uint8)
+    canvas[40 : 40 + small.shape[0], : small.shape[1]] = small
+    canvas[:, -280:] = crop
+    with pytest.warns(CmetWarning, match="Several faces") as caught:
+        result = track([canvas] * 3)
+    assert sum("Several faces" in str(w.message) for w in caught) == 1
+    assert (result.landmarks[:, :, 0].min(axis=1) > canvas.shape[1] - 280).all()
+
+
+def test_smoothing_removes_jitter_without_delaying_the_mouth():
+    rng = np.random.default_rng(1)
+    frames, step = 30, 12
+    shapes = np.repeat(CANONICAL[None].astype(np.float64), frames, axis=0)
+    lower = np.flatnonzero(CANONICAL[:, 1] > CANONICAL[14, 1] - 1e-6)  # lower lip, chin, jaw
+    shapes[step:, lower, 1] += 0.2  # the mouth drops open at one frame
+    angle = 0.02 * rng.standard_normal(frames)
+    scale = 100 * (1 + 0.01 * rng.standard_normal(frames))
+    shift = np.array([256.0, 200.0]) + rng.standard_normal((frames, 2))
+    to_image = np.zeros((frames, 2, 3))
+    to_image[:, 0, 0] = to_image[:, 1, 1] = scale * np.cos(angle)
+    to_image[:, 1, 0] = scale * np.sin(angle)
+    to_image[:, 0, 1] = -to_image[:, 1, 0]
+    to_image[:, :, 2] = shift
+    points = np.zeros((frames, 478, 3))
+    points[..., :2] = canon.apply_similarity(to_image, shapes)
+    points[..., :2] += 0.5 * rng.standard_normal(points[..., :2].shape)
+    valid = np.ones(frames, bool)
+    transforms = canon.fit_similarity(points[:, canon.STABLE, :2], CANONICAL[canon.STABLE])
+    smoothed, smoothed_transforms = smooth_track(points, transforms, valid)
+    opening = np.linalg.norm(smoothed[:, 14, :2] - smoothed[:, 13, :2], axis=-1) / scale
+    closed, opened = CANONICAL[14, 1] - CANONICAL[13, 1], CANONICAL[14, 1] - CANONICAL[13, 1] + 0.2
+    np.testing.assert_allclose(opening[:step], closed, atol=0.03)
+    np.testing.assert_allclose(opening[step:], opened, atol=0.03)
+    pose_jitter = np.abs(np.diff(smoothed_transforms[:, :, 2], axis=0)).mean()
+    assert pose_jitter < 0.5 * np.abs(np.diff(transforms[:, :, 2], axis=0)).mean()
+
+
+def test_save_load_round_trip(tmp_path, moving_track):
+    path = tmp_path / "cache" / "track.npz"
+    original = replace(moving_track, valid=moving_track.valid.copy(), landmarks=moving_track.landmarks.copy())
+    original.valid[0] = False  # exercise an invalid (NaN) frame too
+    original.landmarks[0] = np.nan
+    original.save(path)
+    loaded = FaceTrack.load(path)
+    for field in ("landmarks", "valid", "detected", "boxes", "transforms"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(original, field))
+    assert loaded.size == (512, 512) and loaded.fps == 25.0
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="bad.npz"):
+        FaceTrack.load(tmp_path / "bad.npz")
+
+
+def test_bad_frames_are_input_errors():
+    with pytest.raises(InputError, match="uint8"):
+        track([np.zeros((64, 64, 3), np.float32)])
+    with pytest.raises(InputError, match="no frames"):
+        track([])
+    with pytest.raises(InputError, match="one size"):
+        track([np.zeros((64, 64, 3), np.uint8), np.zeros((64, 32, 3), np.uint8)], min_valid_fraction=0)
+
+
+def test_sample_video(samples_dir):
+    pytest.importorskip("cmet.media")
+    result = track(samples_dir / "video" / "W009_038.mp4")
+    assert len(result) > 100 and result.fps == pytest.approx(25.0)
+    assert result.valid.mean() > 0.95
+    iod = result.inter_ocular()[result.valid] / result.size[0]
+    assert 0.1 < np.median(iod) < 0.5
