@@ -178,7 +178,6 @@ def test_bad_frames_are_input_errors():
 
 
 def test_sample_video(samples_dir):
-    pytest.importorskip("cmet.media")
     result = track(samples_dir / "video" / "W009_038.mp4")
     assert len(result) > 100 and result.fps == pytest.approx(25.0)
     assert result.valid.mean() > 0.95
