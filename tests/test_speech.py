@@ -316,6 +316,7 @@ def test_funasr_path_with_a_tiny_local_model(tmp_path, capsys):
 
 def test_factory():
     assert isinstance(get_encoder("egemaps"), EGeMAPS)
+    assert get_encoder("egemaps") is get_encoder("egemaps_v02")  # shared: a model loads once per process
     e2v = get_encoder("emotion2vec_plus_large", device="cpu")
     assert isinstance(e2v, Emotion2Vec) and (e2v.name, e2v.dim) == ("emotion2vec_plus_large", 1024)
     assert (get_encoder("egemaps_v02").name, get_encoder("egemaps_v02").dim) == ("egemaps_v02", 88)

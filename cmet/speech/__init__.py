@@ -6,6 +6,8 @@ always-available offline fallback.
 
 from __future__ import annotations
 
+from functools import cache
+
 from cmet.errors import InputError
 from cmet.speech.base import SpeechEncoder
 from cmet.speech.egemaps import EGeMAPS
@@ -16,13 +18,19 @@ ALIASES = {"emotion2vec": Emotion2Vec.name, "egemaps": EGeMAPS.name}
 
 
 def get_encoder(name: str, device: str = "cpu") -> SpeechEncoder:
-    """The encoder called ``name`` (or a short alias: ``emotion2vec``, ``egemaps``); models load on first use."""
+    """The encoder called ``name`` (or a short alias: ``emotion2vec``, ``egemaps``); models load on first use.
+
+    Instances are shared per (name, device), so a process loads the 300 M-parameter emotion2vec+ model at most once.
+    """
     key = ALIASES.get(name, name)
-    if key == Emotion2Vec.name:
-        return Emotion2Vec(device=device)
-    if key == EGeMAPS.name:
-        return EGeMAPS()
-    raise InputError(f"Unknown speech encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
+    if key not in ENCODERS:
+        raise InputError(f"Unknown speech encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
+    return _shared_encoder(key, device)
+
+
+@cache
+def _shared_encoder(name: str, device: str) -> SpeechEncoder:
+    return Emotion2Vec(device=device) if name == Emotion2Vec.name else EGeMAPS()
 
 
 def available_encoders() -> list[str]:
