@@ -24,9 +24,93 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.lite_ok else 1
 
 
+def _target(values: list[str]) -> list[str] | str:
+    """``--target preset:happy`` stays a preset name; anything else is a list of clips."""
+    return values[0] if len(values) == 1 and values[0].lower().startswith("preset:") else values
+
+
+class _TqdmProgress:
+    """Adapts the pipeline's ``progress(fraction, message)`` to a tqdm bar."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {postfix}", file=sys.stderr)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.bar.n = int(1000 * fraction)
+        self.bar.set_postfix_str(message, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _editor(args: argparse.Namespace):
+    from cmet.config import RuntimeConfig
+    from cmet.pipeline import EmotionEditor
+
+    runtime = RuntimeConfig(batch_size=args.batch_size)
+    editor = EmotionEditor.load(engine=args.engine, device=args.device, runtime=runtime)
+    print(f"engine: {editor.engine_name} on {editor.device} ({editor.engine_reason})", file=sys.stderr)
+    return editor
+
+
+def _edit(args: argparse.Namespace) -> int:
+    editor = _editor(args)
+    bar = _TqdmProgress()
+    try:
+        result = editor.edit(args.video, args.reference, _target(args.target), args.strength, args.output, bar)
+    finally:
+        bar.close()
+    print(f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps)")
+    print(f"timings: {result.timing_line()}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    editor = _editor(args)
+    targets: dict = {}
+    for item in args.emotion:
+        name, _, spec = item.partition("=")
+        clips = [c for c in spec.split(",") if c] if spec else []
+        targets[name] = clips if clips else f"preset:{name}"
+    bar = _TqdmProgress()
+    try:
+        result = editor.compare(args.video, args.reference, targets, args.strength, args.output, bar)
+    finally:
+        bar.close()
+    print(f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps)")
+    print(f"timings: {result.timing_line()}")
+    return 0
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="auto", choices=["auto", "lite", "official"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, default=16, help="frames rendered per batch (lower it to save memory)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cmet", description="Speech-driven emotion editing of talking-face video.")
     sub = parser.add_subparsers(dest="command", required=True)
+    edit = sub.add_parser("edit", help="change the emotion of a talking-face video")
+    edit.add_argument("video")
+    edit.add_argument("--reference", nargs="*", default=[], help="neutral speech clips (audio files or .npy embeddings)")
+    edit.add_argument("--target", nargs="+", required=True, help="emotional speech clips, or preset:NAME")
+    edit.add_argument("--strength", type=float, default=1.0, help="1 = as the speech says; 0 = unchanged; <0 = opposite")
+    edit.add_argument("-o", "--output", required=True)
+    _engine_options(edit)
+    edit.set_defaults(run=_edit)
+    compare = sub.add_parser("compare", help="render several emotions side by side in one labelled grid video")
+    compare.add_argument("video")
+    compare.add_argument("--reference", nargs="*", default=[])
+    compare.add_argument(
+        "--emotion", nargs="+", required=True, help="NAME (a preset) or NAME=clip1.wav,clip2.wav (target speech)"
+    )
+    compare.add_argument("--strength", type=float, default=1.0)
+    compare.add_argument("-o", "--output", required=True)
+    _engine_options(compare)
+    compare.set_defaults(run=_compare)
     doctor = sub.add_parser("doctor", help="versions, device, ffmpeg and which engines' weights are present")
     doctor.set_defaults(run=_doctor)
     return parser

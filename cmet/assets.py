@@ -1,0 +1,117 @@
+"""Regenerate the example inputs in ``assets/examples/`` (``python -m cmet.assets``).
+
+Everything is made here from public-domain or synthetic material: the face is
+``skimage.data.astronaut()`` (NASA, public domain), its jaw and lips moved by cmet's own AU rig and warp
+following the loudness of an espeak-ng sentence, with a small head motion; the speech clips are
+espeak-ng voices, neutral (reference) and excited (target: higher pitch, faster, louder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cmet import media
+from cmet.config import MODEL_FPS, REPO_ROOT, SPEECH_RATE
+from cmet.errors import InputError
+
+EXAMPLES = REPO_ROOT / "assets" / "examples"
+SENTENCES = (
+    "The weather report says it will rain again tomorrow.",
+    "Please put the blue folder on the second shelf.",
+    "Our train leaves from platform four at noon.",
+)
+SPOKEN = "I walked to the market this morning and bought some fresh bread and apples."
+VOICES = {"reference": ("-s", "150", "-p", "45", "-a", "90"), "target": ("-s", "205", "-p", "85", "-a", "170")}
+CROP = (120, 10, 440, 330)  # x0, y0, x1, y1 of the astronaut's head and shoulders: 320x320
+
+
+def speak(text: str, out: Path, voice: tuple[str, ...]) -> Path:
+    """espeak-ng → 16 kHz mono wav through the bundled ffmpeg."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise InputError("espeak-ng is not installed; install it (apt install espeak-ng) to regenerate the examples.")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run([espeak, *voice, "-w", str(raw), text], check=True, capture_output=True)
+        cmd = [media.ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(raw), "-ac", "1", "-ar", str(SPEECH_RATE), str(out)]
+        subprocess.run(cmd, check=True)
+    return out
+
+
+def loudness_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Per-video-frame RMS, smoothed and scaled to [0, 1]: how far the jaw opens."""
+    hop = SPEECH_RATE // MODEL_FPS
+    padded = np.pad(audio, (0, max(0, frames * hop - audio.size)))[: frames * hop]
+    rms = np.sqrt((padded.reshape(frames, hop) ** 2).mean(axis=1))
+    rms = np.convolve(rms, np.ones(3) / 3, mode="same")
+    return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0.0, 1.0)
+
+
+def talking_clip(audio_path: Path, out: Path) -> Path:
+    """Animate the astronaut's jaw/lips by the speech loudness, add head motion, mux the speech."""
+    from skimage.data import astronaut
+
+    from cmet.face.au_rig import build_rig
+    from cmet.face.landmarks import track
+    from cmet.face.warp import Warper
+
+    x0, y0, x1, y1 = CROP
+    still = np.ascontiguousarray(astronaut()[y0:y1, x0:x1])
+    audio = media.read_audio(audio_path)
+    frames = int(np.ceil(audio.size / SPEECH_RATE * MODEL_FPS))
+    face = track([still])
+    rig = build_rig()
+    coeffs = np.zeros((frames, len(rig.names)), np.float32)
+    coeffs[:, rig.names.index("jaw_drop")] = 0.55 * loudness_envelope(audio, frames)
+    displacement = rig.decode(coeffs)
+    warper = Warper()
+    t = np.arange(frames) / MODEL_FPS
+    with media.VideoWriter(out, MODEL_FPS, audio_source=audio_path) as writer:
+        for start in range(0, frames, 16):
+            rows = np.arange(start, min(frames, start + 16))
+            lm = np.repeat(face.landmarks[:1, :, :2], len(rows), axis=0)
+            tf = np.repeat(face.transforms[:1], len(rows), axis=0)
+            batch = warper.render_expression(np.repeat(still[None], len(rows), axis=0), lm, tf, displacement[rows])
+            for k, image in zip(rows, batch):
+                angle = 2.0 * np.sin(2 * np.pi * 0.4 * t[k])
+                shift = (3.0 * np.sin(2 * np.pi * 0.25 * t[k]), 2.0 * np.sin(2 * np.pi * 0.33 * t[k]))
+                h, w = image.shape[:2]
+                m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+                m[:, 2] += shift
+                writer.write(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def build(root: Path = EXAMPLES) -> list[Path]:
+    """Write every example file under ``root``; returns the paths."""
+    written = []
+    for kind, voice in VOICES.items():
+        folder = root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        name = "neutral" if kind == "reference" else "excited"
+        for i, text in enumerate(SENTENCES, start=1):
+            written.append(speak(text, folder / f"{name}_{i}.wav", voice))
+    with tempfile.TemporaryDirectory() as tmp:
+        spoken = speak(SPOKEN, Path(tmp) / "spoken.wav", VOICES["reference"])
+        written.append(talking_clip(spoken, root / "astronaut_talking.mp4"))
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m cmet.assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=EXAMPLES)
+    args = parser.parse_args()
+    for path in build(args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

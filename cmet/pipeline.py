@@ -1,0 +1,196 @@
+"""``EmotionEditor``: the public API (edit, preview, compare) over either engine.
+
+The pipeline owns what both engines share — input checks, timings, progress, streaming frames
+through the writer, the comparison grid — and asks the engine only for the four things that differ:
+a speech vector, a per-video analysis, per-frame offsets and a batch render.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cmet import media
+from cmet.config import RuntimeConfig
+from cmet.engines import Engine, load_engine
+from cmet.errors import InputError
+from cmet.grid import GridLayout
+from cmet.presets import is_basic
+
+Progress = Callable[[float, str], None]
+Target = Sequence[str | Path] | str
+
+
+@dataclass
+class EditResult:
+    """What an edit produced: the file, the engine used, the timeline and seconds per stage."""
+
+    path: Path
+    engine: str
+    fps: float
+    frames: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def timing_line(self) -> str:
+        total = sum(self.timings.values())
+        parts = " · ".join(f"{stage} {sec:.2f}s" for stage, sec in self.timings.items())
+        return f"{parts} · total {total:.2f}s"
+
+
+class _Stopwatch:
+    """Accumulates wall seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _paths(clips: Target | None) -> list:
+    if clips is None:
+        return []
+    if isinstance(clips, str | Path):
+        return [clips]
+    return list(clips)
+
+
+class EmotionEditor:
+    """Edit the emotion of a talking-face video from speech. Load once, call many times."""
+
+    def __init__(self, engine: Engine, reason: str = "", runtime: RuntimeConfig | None = None):
+        self.engine = engine
+        self.engine_reason = reason
+        self.runtime = runtime or RuntimeConfig()
+
+    @classmethod
+    def load(cls, engine: str = "auto", device: str = "auto", runtime: RuntimeConfig | None = None) -> EmotionEditor:
+        """Pick and load an engine (``auto``: official when all its weights are present, else lite)."""
+        chosen, reason = load_engine(engine, device)
+        return cls(chosen, reason, runtime)
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
+
+    def _check_inputs(self, video: str | Path, clips: list, out: str | Path | None) -> media.VideoInfo:
+        info = media.probe(video)
+        limit = self.runtime.max_seconds
+        if limit and info.duration > limit:
+            raise InputError(
+                f"{Path(video).name} is {info.duration:.0f} s long, over this app's limit of {limit:.0f} s; "
+                "trim it or raise the limit (--max-seconds)."
+            )
+        if out is not None:
+            target = Path(out).resolve()
+            for path in [video, *clips]:
+                if isinstance(path, str | Path) and Path(path).resolve() == target:
+                    raise InputError(f"The output path {out} is one of the inputs; choose another file name.")
+        return info
+
+    def edit(
+        self,
+        video: str | Path,
+        reference: Target | None = None,
+        target: Target = "preset:happy",
+        strength: float = 1.0,
+        out: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> EditResult:
+        """Re-render ``video`` with the emotion of ``target`` speech (relative to ``reference``)."""
+        return self.compare(video, reference, {"edit": target}, strength, out, progress, grid=False)
+
+    def preview(
+        self,
+        video: str | Path,
+        reference: Target | None = None,
+        target: Target = "preset:happy",
+        strength: float = 1.0,
+        frame: int = 0,
+    ) -> np.ndarray:
+        """One edited frame (RGB uint8), fast: tracking and embeddings are cached per input."""
+        info = self._check_inputs(video, _paths(reference), None)
+        index = int(np.clip(frame, 0, info.frames - 1))
+        speech = self.engine.speech_vector(_paths(reference), target, strength)
+        analysis = self.engine.analyse(Path(video), info)
+        offsets = self.engine.offsets(analysis, speech, upto=index + 1)
+        image = media.read_frame(video, index)
+        return self.engine.render(image[None], np.array([index]), analysis, offsets)[0]
+
+    def compare(
+        self,
+        video: str | Path,
+        reference: Target | None,
+        targets: dict[str, Target],
+        strength: float | dict[str, float] = 1.0,
+        out: str | Path | None = None,
+        progress: Progress | None = None,
+        grid: bool = True,
+    ) -> EditResult:
+        """Render several emotions of one video; with ``grid`` a labelled side-by-side video."""
+        if not targets:
+            raise InputError("Give at least one emotion (a preset or target speech clips) to render.")
+        refs = _paths(reference)
+        clips = refs + [c for t in targets.values() if not isinstance(t, str) for c in _paths(t)]
+        out = Path(out) if out is not None else Path(video).with_name(f"{Path(video).stem}_cmet.mp4")
+        clock = _Stopwatch()
+        report = progress or (lambda fraction, message: None)
+        with clock.stage("probe"):
+            info = self._check_inputs(video, clips, out)
+        with clock.stage("speech"):
+            strengths = {n: float(strength[n] if isinstance(strength, dict) else strength) for n in targets}
+            speech = {n: self.engine.speech_vector(refs, t, strengths[n]) for n, t in targets.items()}
+        report(0.02, "tracking the face")
+        with clock.stage("analyse"):
+            analysis = self.engine.analyse(Path(video), info, clock=clock)
+        with clock.stage("connector"):
+            offsets = {n: self.engine.offsets(analysis, s) for n, s in speech.items()}
+        layout = GridLayout.build(["original", *targets], basic=[is_basic(n) for n in ["neutral", *targets]]) if grid else None
+        started = time.perf_counter()
+        done = 0
+        with media.VideoWriter(out, info.fps, audio_source=video) as writer:
+            for start, batch in _batches(media.iter_frames(video), self.runtime.batch_size, clock):
+                index = np.arange(start, start + len(batch))
+                with clock.stage("render"):
+                    rendered = [self.engine.render(batch, index, analysis, offsets[n]) for n in targets]
+                    frames = layout.compose([batch, *rendered]) if layout else rendered[0]
+                with clock.stage("write"):
+                    for image in frames:
+                        writer.write(image)
+                done += len(batch)
+                elapsed = time.perf_counter() - started
+                eta = elapsed / done * max(info.frames - done, 0)
+                report(0.1 + 0.9 * min(done / max(info.frames, 1), 1.0), f"frame {done}/{info.frames}, ETA {eta:.0f} s")
+            with clock.stage("write"):
+                path = writer.close()
+        return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
+
+
+def _batches(frames: Iterator[np.ndarray], size: int, clock: _Stopwatch) -> Iterator[tuple[int, np.ndarray]]:
+    """Group streamed frames into batches, timing the decode separately."""
+    start = 0
+    while True:
+        with clock.stage("decode"):
+            batch = []
+            for image in frames:
+                batch.append(image)
+                if len(batch) == size:
+                    break
+        if not batch:
+            return
+        yield start, np.stack(batch)
+        start += len(batch)

@@ -1,0 +1,123 @@
+"""The lite engine end to end through the public API and the CLI, on the committed example clip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmet import media
+from cmet.errors import InputError
+from cmet.face.landmarks import track
+from cmet.face.regions import LIP_CORNERS
+from cmet.pipeline import EmotionEditor
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "assets" / "examples"
+CLIP = EXAMPLES / "astronaut_talking.mp4"
+REFERENCE = sorted((EXAMPLES / "reference").glob("*.wav"))
+
+
+@pytest.fixture(scope="module")
+def editor() -> EmotionEditor:
+    return EmotionEditor.load(engine="lite", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def happy(editor, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("happy") / "happy.mp4"
+    return editor.edit(CLIP, REFERENCE, "preset:happy", 1.0, out).path
+
+
+def _frames(path: Path) -> np.ndarray:
+    return np.stack(list(media.iter_frames(path)))
+
+
+def _corner_height(path: Path) -> np.ndarray:
+    """Mean lip-corner height above the eye line, per frame, in inter-ocular units (larger = corners higher)."""
+    face = track(path)
+    canon = face.canonical()
+    return -canon[:, list(LIP_CORNERS), 1].mean(axis=1)
+
+
+def test_edit_keeps_timeline_and_audio(happy):
+    src, out = media.probe(CLIP), media.probe(happy)
+    assert abs(out.frames - src.frames) <= 1
+    assert out.fps == pytest.approx(src.fps, rel=1e-3)
+    assert abs(out.duration - src.duration) <= 1.0 / src.fps + 0.05
+    assert out.has_audio
+    a, b = media.read_audio(CLIP), media.read_audio(happy)
+    n = min(a.size, b.size)
+    assert np.corrcoef(a[:n], b[:n])[0, 1] > 0.9
+
+
+def test_happy_raises_lip_corners(happy):
+    gain = _corner_height(happy) - _corner_height(CLIP)
+    assert np.median(gain) >= 0.02, f"lip corners rose by only {np.median(gain):.3f} inter-ocular distances"
+
+
+def test_strength_zero_reproduces_input(editor, tmp_path):
+    out = editor.edit(CLIP, REFERENCE, "preset:happy", 0.0, tmp_path / "zero.mp4").path
+    a, b = _frames(CLIP).astype(np.float64), _frames(out).astype(np.float64)
+    mse = ((a[: len(b)] - b[: len(a)]) ** 2).mean()
+    assert 10 * np.log10(255**2 / mse) >= 35
+
+
+def test_negative_strength_moves_the_other_way(editor):
+    frame = 20
+    base = editor.preview(CLIP, REFERENCE, "preset:happy", 0.0, frame=frame)
+    plus = editor.preview(CLIP, REFERENCE, "preset:happy", 1.0, frame=frame)
+    minus = editor.preview(CLIP, REFERENCE, "preset:happy", -1.0, frame=frame)
+    heights = [-track([img]).canonical()[0, list(LIP_CORNERS), 1].mean() for img in (base, plus, minus)]
+    assert heights[1] > heights[0] > heights[2]
+
+
+def test_compare_writes_labelled_grid(editor, tmp_path):
+    targets = {"happy": "preset:happy", "sad": "preset:sad", "sarcastic": "preset:sarcastic"}
+    result = editor.compare(CLIP, REFERENCE, targets, 1.0, tmp_path / "grid.mp4")
+    src, out = media.probe(CLIP), media.probe(result.path)
+    assert abs(out.frames - src.frames) <= 1
+    assert out.width >= 2 * src.width and out.height >= 2 * src.height
+
+
+def test_bad_inputs_are_input_errors(editor, tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(InputError):
+        editor.edit(fake, REFERENCE, "preset:happy", 1.0, tmp_path / "o.mp4")
+    with pytest.raises(InputError):
+        editor.edit(CLIP, REFERENCE, "preset:no-such-emotion", 1.0, tmp_path / "o.mp4")
+    with pytest.raises(InputError):
+        editor.edit(CLIP, REFERENCE, "preset:happy", 1.0, CLIP)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_edit_and_error(tmp_path):
+    out = tmp_path / "cli.mp4"
+    cmd = [sys.executable, "-m", "cmet", "edit", str(CLIP), "--reference", *map(str, REFERENCE)]
+    done = subprocess.run([*cmd, "--target", "preset:happy", "-o", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "timings:" in done.stdout and media.probe(out).frames > 0
+    bad = subprocess.run([*cmd, "--target", "preset:nope", "-o", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "preset" in bad.stderr
+
+
+def test_sample_video_with_npy_pools(editor, samples_dir, tmp_path):
+    video = samples_dir / "video" / "W009_038.mp4"
+    e2v = samples_dir / "emotion2vec_plus_large" / "mead"
+    ref = sorted((e2v / "neutral").glob("*.npy"))[:10]
+    tgt = sorted((e2v / "happy").glob("*.npy"))[:10]
+    result = editor.edit(video, ref, tgt, 1.0, tmp_path / "w009_npy.mp4")
+    assert abs(result.frames - media.probe(video).frames) <= 1
+
+
+def test_sample_video_with_wav_pools_egemaps(editor, samples_dir, tmp_path):
+    video = samples_dir / "video" / "W009_038.mp4"
+    wavs = samples_dir / "speech" / "mead"
+    ref = sorted((wavs / "neutral").glob("W009_*.wav"))[:4]
+    tgt = sorted((wavs / "happy").glob("*.wav"))[:4]
+    result = editor.edit(video, ref, tgt, 1.0, tmp_path / "w009_wav.mp4")
+    assert abs(result.frames - media.probe(video).frames) <= 1
