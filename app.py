@@ -1,0 +1,483 @@
+"""Gradio app for cmet: edit the emotion of a talking-face video with speech, preview it live, compare emotions.
+
+UI only: every edit goes through the public ``cmet`` API (``EmotionEditor``), loaded once at start. User
+mistakes arrive as ``CmetError``/``CmetWarning`` and are shown as Gradio messages; nothing else is caught, so
+a bug keeps its traceback in the server log while the page only says "Error".
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--engine auto|lite|official]
+                  [--device auto|cpu|cuda] [--max-seconds 120] [--tmp DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from cmet import EditResult, EmotionEditor
+from cmet.config import RuntimeConfig
+from cmet.doctor import diagnose
+from cmet.errors import CmetError, CmetWarning, InputError
+from cmet.media import probe
+from cmet.presets import list_presets
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
+NO_PRESET = "(none — use target speech)"
+AUDIO_TYPES = ["audio", ".wav", ".mp3", ".m4a", ".ogg", ".webm", ".flac"]
+EXTENDED_ROWS = 3
+CACHE_SECONDS = 3600
+
+if importlib.util.find_spec("spaces") is not None:
+    import spaces
+
+    def gpu(duration: int) -> Callable[[Callable], Callable]:
+        """On a ZeroGPU Space, borrow the GPU for the call; ``duration`` is the budget in seconds."""
+        return spaces.GPU(duration=duration)
+
+else:
+
+    def gpu(duration: int) -> Callable[[Callable], Callable]:
+        """No ``spaces`` package: the call runs as is."""
+        return lambda fn: fn
+
+
+@dataclass
+class AppConfig:
+    """Command-line settings; ``tmp`` holds Gradio's cache and this run's outputs, both cleaned."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    engine: str = "auto"
+    device: str = "auto"
+    max_seconds: float = 120.0
+    tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())) / "cmet-app")
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    defaults = AppConfig()
+    parser = argparse.ArgumentParser(description="cmet: speech-driven emotion editing of talking-face video (web app)")
+    parser.add_argument("--host", default=defaults.host, help="address to listen on (0.0.0.0 to serve the network)")
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--engine", choices=["auto", "lite", "official"], default=defaults.engine)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
+    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="longest video, s; 0 = any")
+    parser.add_argument("--tmp", type=Path, default=defaults.tmp, help="temp dir (default: $CMET_TMP or the system's)")
+    args = parser.parse_args(argv)
+    return AppConfig(
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        engine=args.engine,
+        device=args.device,
+        max_seconds=args.max_seconds,
+        tmp=args.tmp.resolve(),
+    )
+
+
+def without_upload_dirs(message: str) -> str:
+    """Show uploads by their own names, not by the server's cache folders."""
+    upload = re.escape(gr.utils.get_upload_folder())
+    return re.sub(upload + r"/[^/\s]+/", "", message)
+
+
+@contextmanager
+def user_messages() -> Iterator[None]:
+    """Show cmet's errors and warnings as Gradio messages; other warnings go to the server log as usual."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CmetWarning)
+            yield
+    except CmetError as exc:
+        raise gr.Error(without_upload_dirs(str(exc)), print_exception=False) from None
+    finally:
+        shown: set[str] = set()
+        for message in caught:
+            if not issubclass(message.category, CmetWarning):
+                warnings.showwarning(message.message, message.category, message.filename, message.lineno)
+            elif str(message.message) not in shown:
+                shown.add(str(message.message))
+                gr.Warning(without_upload_dirs(str(message.message)))
+
+
+class ProgressBridge:
+    """Adapts cmet's ``progress(fraction, stage)`` callback to ``gr.Progress``, adding an ETA."""
+
+    def __init__(self, progress: gr.Progress):
+        self.progress = progress
+        self.start = time.monotonic()
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        elapsed = time.monotonic() - self.start
+        if fraction >= 0.05:
+            stage = f"{stage} · about {elapsed * (1 - fraction) / fraction:.0f} s left"
+        self.progress(fraction, desc=stage)
+
+
+def file_paths(files: list[Any] | None) -> list[str]:
+    """Paths from a ``gr.File(file_count="multiple")`` value (strings from the UI or the API)."""
+    return [str(f) for f in files or []]
+
+
+def target_of(target_files: list[Any] | None, preset: str | None) -> list[str] | str:
+    """A chosen preset wins over target clips; the preset names the emotion, the clips only show it."""
+    if preset and preset != NO_PRESET:
+        return f"preset:{preset}"
+    return file_paths(target_files)
+
+
+def require_inputs(video: str | None, reference: list[str], target: list[str] | str) -> None:
+    if not video:
+        raise InputError("Upload a face video first (or click one of the examples).")
+    if not reference:
+        raise InputError("Add at least one neutral reference speech clip: upload files or record with the microphone.")
+    if not target:
+        raise InputError("Add target speech clips in the wanted emotion, or pick a target preset.")
+
+
+def clip_path(item: Any, emotion: str) -> str:
+    """One clip of an emotion given by speech in ``emotions_json``: it must be a file uploaded to this app."""
+    if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+        raise InputError(
+            f'The clips for "{emotion}" must be files uploaded with the call '
+            "(gradio_client.handle_file(path)), not plain strings."
+        )
+    path = Path(item["path"]).resolve()
+    if not path.is_relative_to(Path(gr.utils.get_upload_folder()).resolve()):
+        raise InputError(f'A clip for "{emotion}" was not uploaded to this app; pass it with handle_file(path).')
+    return str(path)
+
+
+def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[str] | str], float | dict[str, float]]:
+    """``emotions_json`` → (targets for ``editor.compare``, strength: one number or one per emotion).
+
+    Each value is ``"preset:NAME"``, a list of uploaded clips, or ``{"target": either, "strength": x}``.
+    """
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"emotions_json is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+    if not isinstance(spec, dict) or not spec:
+        raise InputError('emotions_json must name at least one emotion, e.g. {"happy": "preset:happy"}.')
+    targets: dict[str, list[str] | str] = {}
+    strengths: dict[str, float] = {}
+    for name, value in spec.items():
+        strengths[name] = default_strength
+        if isinstance(value, dict) and "target" in value:
+            if value.get("strength") is not None:
+                strengths[name] = float(value["strength"])
+            value = value["target"]
+        if isinstance(value, str) and value.startswith("preset:"):
+            targets[name] = value
+        elif isinstance(value, list) and value:
+            targets[name] = [clip_path(item, name) for item in value]
+        else:
+            raise InputError(f'"{name}" needs "preset:NAME" or a list of speech clips in that emotion.')
+    if len(set(strengths.values())) == 1:
+        return targets, default_strength
+    return targets, strengths
+
+
+class EditorApp:
+    """Handlers behind the page: validate, call the editor (GPU-wrapped), turn failures into messages."""
+
+    def __init__(self, editor: EmotionEditor, config: AppConfig, out_dir: Path):
+        self.editor = editor
+        self.config = config
+        self.out_dir = out_dir
+        self.presets = list_presets()
+        self._edit = gpu(180)(editor.edit)
+        self._preview = gpu(30)(editor.preview)
+        self._compare = gpu(300)(editor.compare)
+
+    def output_path(self, kind: str) -> Path:
+        return self.out_dir / f"{kind}-{uuid.uuid4().hex[:12]}.mp4"
+
+    def video_changed(self, video: str | None) -> dict:
+        """Early feedback on upload (unreadable or too long; the editor enforces the same cap) and frame range."""
+        if not video:
+            return gr.update(maximum=1, value=0)
+        with user_messages():
+            info = probe(video)
+            limit = self.config.max_seconds
+            if limit and info.duration > limit:
+                raise InputError(
+                    f"{Path(video).name} is {info.duration:.0f} s long; this app accepts videos up to {limit:.0f} s. "
+                    "Trim it, or start the app with a larger --max-seconds."
+                )
+        return gr.update(maximum=max(info.frames - 1, 1), value=0)
+
+    def render(
+        self,
+        video: str | None,
+        reference_files: list[Any] | None,
+        target_files: list[Any] | None,
+        preset: str | None,
+        strength: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the tracker through this default
+    ) -> str:
+        with user_messages():
+            reference, target = file_paths(reference_files), target_of(target_files, preset)
+            require_inputs(video, reference, target)
+            result = self._edit(
+                video,
+                reference=reference,
+                target=target,
+                strength=float(strength),
+                out=self.output_path("edit"),
+                progress=ProgressBridge(progress),
+            )
+            self.report(result)
+        return str(result.path)
+
+    def preview(
+        self,
+        video: str | None,
+        reference_files: list[Any] | None,
+        target_files: list[Any] | None,
+        preset: str | None,
+        strength: float,
+        frame: float,
+    ) -> np.ndarray | None:
+        """One edited frame; ``None`` (an empty image) until video, reference and target are all given."""
+        reference, target = file_paths(reference_files), target_of(target_files, preset)
+        if not (video and reference and target):
+            return None
+        with user_messages():
+            return self._preview(video, reference, target, strength=float(strength), frame=int(frame or 0))
+
+    def compare(
+        self,
+        video: str | None,
+        reference_files: list[Any] | None,
+        emotions_json: Any,
+        strength: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the tracker through this default
+    ) -> str:
+        with user_messages():
+            reference = file_paths(reference_files)
+            targets, strengths = parse_emotions(emotions_json, float(strength))
+            require_inputs(video, reference, list(targets))
+            result = self._compare(
+                video,
+                reference,
+                targets,
+                strength=strengths,
+                out=self.output_path("compare"),
+                progress=ProgressBridge(progress),
+            )
+            self.report(result)
+        return str(result.path)
+
+    def build_emotions(self, basic: list[str], extended: list[str], *rows: Any) -> dict:
+        """The Compare tab's choices as ``emotions_json`` (shown to the user, then sent to ``/compare``)."""
+        spec: dict[str, Any] = {name: f"preset:{name}" for name in [*basic, *extended]}
+        known = set(self.presets["basic"]) | set(self.presets["extended"])
+        with user_messages():
+            for index in range(0, len(rows), 3):
+                name, files, strength = (rows[index] or "").strip(), file_paths(rows[index + 1]), rows[index + 2]
+                if not name and not files:
+                    continue
+                if not name:
+                    raise InputError(f"Row {index // 3 + 1} has speech clips but no emotion name; name it.")
+                if files:
+                    target: Any = [{"path": p, "meta": {"_type": "gradio.FileData"}} for p in files]
+                elif name in known:
+                    target = f"preset:{name}"
+                else:
+                    raise InputError(f'Add speech clips for "{name}" (it is not a preset), or clear its name.')
+                spec[name] = target if strength is None else {"target": target, "strength": float(strength)}
+            if not spec:
+                raise InputError("Pick at least one emotion: tick a preset or fill an emotion row with clips.")
+        return spec
+
+    def report(self, result: EditResult) -> None:
+        stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+        gr.Info(f"{result.frames} frames on {result.engine} in {sum(result.timings.values()):.1f} s ({stages}).")
+
+
+def clip_pool(label: str, elem_id: str) -> gr.File:
+    """Several speech clips: a multi-file upload plus microphone/upload of one clip at a time, appended."""
+    with gr.Group():
+        pool = gr.File(
+            file_count="multiple", file_types=AUDIO_TYPES, label=label, elem_id=elem_id, height=150, interactive=True
+        )
+        with gr.Row(equal_height=True):
+            one = gr.Audio(
+                sources=["upload", "microphone"],
+                type="filepath",
+                label="Record (or add) one clip — it joins the list above",
+                elem_id=f"{elem_id}-one",
+                scale=4,
+            )
+            clear = gr.Button("Clear clips", size="sm", scale=1, elem_id=f"{elem_id}-clear")
+
+    def append(clip: str | None, files: list[Any] | None) -> tuple[None, list[str] | None]:
+        return None, [*file_paths(files), clip] if clip else files
+
+    for event in (one.stop_recording, one.upload):
+        event(append, [one, pool], [one, pool], queue=False, api_visibility="private")
+    clear.click(lambda: None, None, pool, queue=False, api_visibility="private")
+    return pool
+
+
+def example_rows(presets: list[str]) -> list[list[Any]]:
+    """Examples from assets/examples: each clip with the target speech, and the first with a preset."""
+    videos = sorted(EXAMPLES_DIR.glob("*.mp4"))
+    reference = [str(p) for p in sorted((EXAMPLES_DIR / "reference").glob("*.wav"))]
+    target = [str(p) for p in sorted((EXAMPLES_DIR / "target").glob("*.wav"))]
+    if not videos or not reference:
+        return []
+    rows = [[str(v), reference, target, NO_PRESET, 1.0] for v in videos if target]
+    return rows + [[str(videos[0]), reference, None, name, 1.0] for name in presets[:1]]
+
+
+def header(editor: EmotionEditor) -> str:
+    return (
+        "# cmet — change the emotion of a talking-face video with speech\n"
+        f"**engine:** {editor.engine_name} · **device:** {editor.device} — {editor.engine_reason}"
+    )
+
+
+def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Blocks:
+    app = EditorApp(editor, config, out_dir)
+    presets = app.presets
+    gpu_events = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    with gr.Blocks(title="cmet — emotion editing", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
+        gr.Markdown(header(editor), elem_id="engine-line")
+        with gr.Accordion("Environment (doctor)", open=False):
+            gr.Code("\n".join(diagnose().lines()), language=None, label="python -m cmet doctor", interactive=False)
+
+        with gr.Tab("Edit"):
+            with gr.Row():
+                with gr.Column():
+                    video = gr.Video(label="Face video (neutral, talking)", sources=["upload"], elem_id="video")
+                    reference = clip_pool("Reference speech — neutral, a few clips", "reference")
+                    preset = gr.Dropdown(
+                        [NO_PRESET, *presets["basic"], *presets["extended"]],
+                        value=NO_PRESET,
+                        label="Target preset (overrides target speech)",
+                        elem_id="preset",
+                    )
+                    target = clip_pool("Target speech — the wanted emotion, a few clips", "target")
+                with gr.Column():
+                    strength = gr.Slider(
+                        -2, 3, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
+                    )
+                    frame = gr.Slider(0, 1, value=0, step=1, label="Preview frame", elem_id="frame")
+                    shown = gr.Image(label="Instant preview", type="numpy", format="png", elem_id="preview", height=360)
+                    render_button = gr.Button("Render", variant="primary")
+                    result = gr.Video(label="Edited video", elem_id="result")
+            rows = example_rows([p for p in ("happy", *presets["basic"]) if p in presets["basic"]])
+            if rows:
+                gr.Examples(
+                    rows,
+                    [video, reference, target, preset, strength],
+                    outputs=result,
+                    fn=app.render,
+                    cache_examples=bool(os.environ.get("SPACE_ID")),
+                    cache_mode="lazy",
+                )
+
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column():
+                    cmp_video = gr.Video(label="Face video", sources=["upload"], elem_id="cmp-video")
+                    cmp_reference = gr.File(
+                        file_count="multiple", file_types=AUDIO_TYPES, label="Reference speech — neutral"
+                    )
+                    copy_button = gr.Button("Use the Edit tab's video and reference", size="sm")
+                    cmp_strength = gr.Slider(-2, 3, value=1, step=0.05, label="Strength (all emotions)")
+                with gr.Column():
+                    basic = gr.CheckboxGroup(presets["basic"], label="Basic emotions (presets)")
+                    extended = gr.CheckboxGroup(
+                        presets["extended"], label="Extended emotions (presets)", visible=bool(presets["extended"])
+                    )
+                    gr.Markdown("Extended emotions by speech: a name, a few clips, optionally its own strength.")
+                    row_inputs: list[gr.components.Component] = []
+                    for _ in range(EXTENDED_ROWS):
+                        with gr.Row(equal_height=True):
+                            row_inputs += [
+                                gr.Textbox(label="Emotion", placeholder="e.g. sarcastic", scale=1),
+                                gr.File(file_count="multiple", file_types=AUDIO_TYPES, label="Its speech", scale=2),
+                                gr.Number(label="Strength", value=None, minimum=-2, maximum=3, step=0.05, scale=1),
+                            ]
+                    compare_button = gr.Button("Render comparison", variant="primary")
+            with gr.Accordion("As an API call (emotions_json)", open=False):
+                emotions_json = gr.JSON(label="emotions_json")
+            grid = gr.Video(label="Comparison grid", elem_id="grid")
+
+        video.change(app.video_changed, video, frame, api_visibility="private", **gpu_events)
+        gr.on(
+            [video.change, reference.change, target.change, preset.change, strength.change, frame.change],
+            app.preview,
+            [video, reference, target, preset, strength, frame],
+            shown,
+            api_name="preview",
+            trigger_mode="always_last",
+            show_progress="minimal",
+            **gpu_events,
+        )
+        render_button.click(
+            app.render, [video, reference, target, preset, strength], result, api_name="render", **gpu_events
+        )
+        copy_button.click(
+            lambda v, r: (v, r), [video, reference], [cmp_video, cmp_reference], queue=False, api_visibility="private"
+        )
+        compare_button.click(
+            app.build_emotions, [basic, extended, *row_inputs], emotions_json, queue=False, api_visibility="private"
+        ).success(
+            app.compare, [cmp_video, cmp_reference, emotions_json, cmp_strength], grid, api_name="compare", **gpu_events
+        )
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    config.tmp.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(config.tmp / "gradio")
+    out_dir = Path(tempfile.mkdtemp(prefix="cmet-app-", dir=config.tmp))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        runtime = RuntimeConfig(device=config.device, temp_dir=config.tmp, max_seconds=config.max_seconds or None)
+        editor = EmotionEditor.load(engine=config.engine, device=config.device, runtime=runtime)
+    except CmetError as exc:
+        print(f"cmet app: {exc}", file=sys.stderr)
+        return 2
+    demo = build_demo(editor, config, out_dir)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=config.host,
+        server_port=config.port,
+        share=config.share,
+        show_error=False,
+        allowed_paths=[str(EXAMPLES_DIR), str(out_dir)],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
