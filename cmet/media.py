@@ -1,0 +1,664 @@
+"""Video and audio I/O through the ffmpeg binary that imageio-ffmpeg ships (no system ffmpeg is assumed).
+
+Everything goes through ``subprocess`` pipes so frames stream (one frame in memory at a time) and
+every container/codec ffmpeg knows is accepted. ``ffmpeg -i`` is the only prober shipped, so its
+stderr is parsed; exact frame counts come from a decode pass (containers often do not store them,
+and edit lists make packet counts lie).
+
+Timelines: iterating at ``fps=25`` is ffmpeg's ``fps`` filter on timestamps relative to the first
+frame; ``model_to_source`` reproduces exactly which source frame that filter picks, so per-frame
+model outputs can be mapped back onto the source timeline with ``source_to_model``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from cmet.errors import InputError
+
+_STILL_FORMATS = ("image2",)
+_TRUNCATION_MARKS = ("partial file", "truncated", "Truncating packet")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds; ``width``/``height`` are as displayed (rotation metadata applied)."""
+
+    path: Path
+    fps: float
+    frames: int
+    width: int
+    height: int
+    duration: float
+    has_audio: bool
+    rotation: int
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One stream line of ``ffmpeg -i``."""
+
+    index: int
+    kind: str
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    rotation: int = 0
+    attached_pic: bool = False
+
+
+@dataclass(frozen=True)
+class _Header:
+    """The parsed ``ffmpeg -i`` banner of one input."""
+
+    path: Path
+    format: str
+    streams: tuple[_Stream, ...]
+
+    @property
+    def video(self) -> _Stream | None:
+        return next((s for s in self.streams if s.kind == "Video" and not s.attached_pic), None)
+
+    @property
+    def audio(self) -> _Stream | None:
+        return next((s for s in self.streams if s.kind == "Audio"), None)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """Probe result plus the per-frame timestamps (seconds, ffmpeg's input timeline) used for seeking/sync."""
+
+    info: VideoInfo
+    stream: int
+    pts: np.ndarray
+
+
+# --------------------------------------------------------------------------- ffmpeg plumbing
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the static ffmpeg bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _url(path: Path) -> str:
+    """``file:`` URL so names with colons or a leading dash are never read as protocols/options."""
+    return "file:" + str(path.absolute())
+
+
+def _base_cmd() -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y"]
+
+
+def _last_error(stderr: str) -> str:
+    """The most telling ffmpeg complaint, stripped of its ``[demuxer @ 0x..]`` prefix."""
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Error opening input file")]
+    return lines[-1].rstrip(".") if lines else "unknown error"
+
+
+def _undecodable(path: Path, stderr: str) -> InputError:
+    return InputError(f"{path} could not be decoded (ffmpeg says: {_last_error(stderr)}); re-export it as MP4 (H.264).")
+
+
+def _truncated(path: Path) -> InputError:
+    return InputError(f"{path} is truncated or damaged (its data ends early); re-download or re-export it.")
+
+
+def _fraction(rate: float) -> Fraction:
+    """A frame rate as the rational ffmpeg means (29.97002997… → 30000/1001)."""
+    if rate <= 0 or not np.isfinite(rate):
+        raise ValueError(f"frame rate must be positive, got {rate}")
+    return Fraction(rate).limit_denominator(1001)
+
+
+def _snap_ntsc(fps: float) -> float:
+    """``ffmpeg -i`` prints 29.97 for 30000/1001; recover the exact NTSC rate."""
+    scaled = fps * 1.001
+    if abs(fps - round(fps)) > 1e-6 and abs(scaled - round(scaled)) < 0.006:
+        return round(scaled) / 1.001
+    return fps
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def _require_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p} does not exist; check the path.")
+    if not p.is_file():
+        raise InputError(f"{p} is a folder, not a media file; pass a file inside it.")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p} is an empty (0-byte) file; re-export or re-download it.")
+    return p
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split a stream description on commas that are not inside parentheses or brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _parse_rate(parts: list[str], unit: str) -> float:
+    for part in parts:
+        m = re.fullmatch(rf"([\d.]+)(k?) {unit}", part)
+        if m:
+            return float(m.group(1)) * (1000 if m.group(2) else 1)
+    return 0.0
+
+
+def _parse_stream(index: int, kind: str, desc: str, extra: list[str]) -> _Stream:
+    if kind != "Video":
+        return _Stream(index, kind)
+    parts = _split_top_level(desc)
+    width = height = 0
+    for part in parts[1:]:
+        m = re.match(r"(\d+)x(\d+)(\s|$)", part)
+        if m:
+            width, height = int(m.group(1)), int(m.group(2))
+            break
+    fps = _parse_rate(parts, "fps") or _parse_rate(parts, "tbr")
+    rotation = 0
+    for line in extra:
+        m = re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", line, re.IGNORECASE)
+        if m:  # counter-clockwise in the matrix; we report clockwise like the classic ``rotate`` tag
+            rotation = int(round(-float(m.group(1)) / 90.0)) * 90 % 360
+    if rotation in (90, 270):
+        width, height = height, width
+    return _Stream(index, kind, width, height, _snap_ntsc(fps), rotation, "(attached pic)" in desc)
+
+
+def _parse_header(path: Path, stderr: str) -> _Header:
+    fmt_match = re.search(r"^Input #0, (.*?), from '", stderr, re.MULTILINE)
+    if fmt_match is None:
+        raise InputError(
+            f"{path} is not a readable video or audio file (ffmpeg says: {_last_error(stderr)}); "
+            "check that the file is complete, or re-export it as MP4 (H.264) or WAV."
+        )
+    streams: list[_Stream] = []
+    current: tuple[int, str, str] | None = None
+    extra: list[str] = []
+    for line in stderr[fmt_match.end() :].splitlines():
+        m = re.match(r"\s*Stream #0:(\d+)[^:]*: (\w+): (.*)$", line)
+        if m or re.match(r"(Output|At least one output)", line):
+            if current is not None:
+                streams.append(_parse_stream(*current, extra))
+            current, extra = ((int(m.group(1)), m.group(2), m.group(3)) if m else None), []
+        elif current is not None:
+            extra.append(line)
+    if current is not None:
+        streams.append(_parse_stream(*current, extra))
+    return _Header(path, fmt_match.group(1), tuple(streams))
+
+
+def _inspect(path: str | Path) -> _Header:
+    """Run ``ffmpeg -i`` (it always 'fails' for want of an output) and parse what it printed."""
+    p = _require_file(path)
+    proc = subprocess.run([*_base_cmd(), "-i", _url(p)], capture_output=True)
+    return _parse_header(p, proc.stderr.decode("utf-8", "replace"))
+
+
+def _video_header(path: str | Path) -> tuple[_Header, _Stream]:
+    """Header of a file that must be a real video (not audio-only, not a still image)."""
+    header = _inspect(path)
+    p = header.path
+    stream = header.video
+    if header.format in _STILL_FORMATS or header.format.endswith("_pipe"):
+        kind = header.format.removesuffix("_pipe")
+        raise InputError(f"{p} is a still image ({kind}), not a video; pass a video file.")
+    if stream is None:
+        kind = "an audio-only file" if header.audio else "a file without pictures"
+        raise InputError(f"{p} has no video stream (it is {kind}); pass a video such as an MP4.")
+    if stream.width <= 0 or stream.height <= 0:
+        raise InputError(f"{p} has a video stream of unknown size; re-export it as MP4 (H.264).")
+    if stream.fps <= 0:
+        raise InputError(f"{p} has no frame rate ffmpeg can read; re-export it as MP4 with a constant frame rate.")
+    return header, stream
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Size, rate, exact frame count, rotation and audio presence of a video; ``InputError`` if it is not one."""
+    return _probe(path).info
+
+
+def _probe(path: str | Path) -> _Probe:
+    p = _require_file(path)
+    st = p.stat()
+    return _probe_cached(p.absolute(), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
+    """Decode once (frames are not kept) to count frames and record their timestamps; keyed on size+mtime."""
+    header, stream = _video_header(path)
+    cmd = [
+        *_base_cmd(), "-v", "error", "-i", _url(path), "-map", f"0:{stream.index}",
+        "-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise _undecodable(path, stderr)
+    if any(mark in stderr for mark in _TRUNCATION_MARKS):
+        raise _truncated(path)
+    pts = _framecrc_times(proc.stdout.decode("ascii", "replace"))
+    if pts.size == 0:
+        raise InputError(f"{path} contains no video frames; pass a video with at least one frame.")
+    info = VideoInfo(
+        path=path,
+        fps=stream.fps,
+        frames=int(pts.size),
+        width=stream.width,
+        height=stream.height,
+        duration=pts.size / stream.fps,
+        has_audio=header.audio is not None,
+        rotation=stream.rotation,
+    )
+    return _Probe(info, stream.index, pts)
+
+
+def _framecrc_times(text: str) -> np.ndarray:
+    tb = Fraction(1)
+    times = []
+    for line in text.splitlines():
+        if line.startswith("#tb 0:"):
+            tb = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            times.append(int(line.split(",")[2]) * tb)
+    return np.array([float(t) for t in times], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def iter_frames(path: str | Path, fps: float | None = None) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 frames (H×W×3, as displayed); ``fps`` resamples with ffmpeg's fps filter.
+
+    Validation happens here, eagerly; decoding happens lazily. If the consumer stops early the
+    ffmpeg process is killed when the iterator is closed or garbage-collected.
+    """
+    header, stream = _video_header(path)
+    cmd = [*_base_cmd(), "-v", "error", "-i", _url(header.path), "-map", f"0:{stream.index}", "-an", "-sn", "-dn"]
+    if fps is None:
+        cmd += ["-fps_mode", "passthrough"]
+    else:
+        rate = _fraction(fps)
+        cmd += ["-vf", f"setpts=PTS-STARTPTS,fps={rate.numerator}/{rate.denominator}"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    return _stream_frames(cmd, stream.width, stream.height, header.path, fps)
+
+
+def _stream_frames(cmd: list[str], width: int, height: int, path: Path, fps: float | None) -> Iterator[np.ndarray]:
+    nbytes = width * height * 3
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        count = 0
+        try:
+            while (buf := _read_exact(proc.stdout, nbytes)) is not None:
+                count += 1
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            returncode = proc.wait()
+        finally:
+            _stop(proc)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+    if returncode != 0:
+        raise _undecodable(path, stderr)
+    if any(mark in stderr for mark in _TRUNCATION_MARKS):
+        raise _truncated(path)
+    if count == 0 and fps is not None:
+        raise InputError(f"{path} is too short to give a single frame at {fps:g} fps; pass a longer video.")
+    if count == 0:
+        raise InputError(f"{path} contains no video frames; pass a video with at least one frame.")
+
+
+def _read_exact(stream: IO[bytes] | None, nbytes: int) -> bytearray | None:
+    """One whole frame (a writable buffer), or None at end of stream."""
+    assert stream is not None
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    got = 0
+    while got < nbytes:
+        n = stream.readinto(view[got:])
+        if not n:
+            return None
+        got += n
+    return buf
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.ndarray:
+    """One displayed frame, by seeking (decodes from the nearest keyframe only); same pixels as ``iter_frames``."""
+    probed = _probe(path)
+    info = probed.info
+    source = index
+    if fps is not None:
+        n_model = model_frame_count(info.frames, info.fps, fps)
+        if not 0 <= index < n_model:
+            raise IndexError(f"frame {index} is outside 0..{n_model - 1} of {info.path} at {fps} fps")
+        source = int(model_to_source(n_model, info.fps, info.frames, fps)[index])
+    if not 0 <= source < info.frames:
+        raise IndexError(f"frame {index} is outside 0..{info.frames - 1} of {info.path}")
+    cmd = [*_base_cmd(), "-v", "error"]
+    if source > 0:  # halfway to the previous frame: accurate seek keeps the first frame at or after this time
+        cmd += ["-ss", f"{(probed.pts[source - 1] + probed.pts[source]) / 2:.6f}"]
+    cmd += ["-i", _url(info.path), "-map", f"0:{probed.stream}", "-frames:v", "1", "-f", "rawvideo"]
+    cmd += ["-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True)
+    nbytes = info.width * info.height * 3
+    if proc.returncode != 0 or len(proc.stdout) < nbytes:
+        stderr = proc.stderr.decode("utf-8", "replace")
+        raise InputError(f"Frame {index} of {info.path} could not be decoded (ffmpeg says: {_last_error(stderr)}).")
+    return np.frombuffer(bytearray(proc.stdout[:nbytes]), dtype=np.uint8).reshape(info.height, info.width, 3)
+
+
+# --------------------------------------------------------------------------- timelines
+
+
+def _ratio(numer_fps: float, denom_fps: float) -> tuple[int, int]:
+    """``numer_fps / denom_fps`` as an exact integer pair."""
+    r = _fraction(numer_fps) / _fraction(denom_fps)
+    return r.numerator, r.denominator
+
+
+def model_frame_count(src_frames: int, src_fps: float, model_fps: float = 25.0) -> int:
+    """How many frames ``iter_frames(fps=model_fps)`` yields for a constant-rate source: duration × rate, half up."""
+    num, den = _ratio(model_fps, src_fps)
+    return (2 * src_frames * num + den) // (2 * den)
+
+
+def model_to_source(n_model: int, src_fps: float, src_frames: int, model_fps: float = 25.0) -> np.ndarray:
+    """Source frame shown at each model-timeline frame, exactly as ffmpeg's fps filter picks it.
+
+    The filter rounds each source timestamp to the model grid (half up) and shows the latest source
+    frame whose rounded time is not after the model frame: i·m/s < k + ½  ⇔  i ≤ ⌈(2k+1)·s/(2m)⌉ − 1.
+    """
+    num, den = _ratio(src_fps, model_fps)
+    k = np.arange(n_model, dtype=np.int64)
+    a = (2 * k + 1) * num
+    idx = (a - 1) // (2 * den)
+    return np.clip(idx, 0, max(src_frames - 1, 0))
+
+
+def source_to_model(src_frames: int, src_fps: float, n_model: int, model_fps: float = 25.0) -> np.ndarray:
+    """Model-timeline frame nearest in time to each source frame (round half up), for mapping outputs back."""
+    num, den = _ratio(model_fps, src_fps)
+    i = np.arange(src_frames, dtype=np.int64)
+    return np.clip((2 * i * num + den) // (2 * den), 0, max(n_model - 1, 0))
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _audio_filter(sr: int) -> str:
+    """Resample (soxr) and mix down to mono as the channel mean (ffmpeg's default mix is louder and can clip)."""
+    return f"aresample=osr={sr}:ochl=mono:rematrix_maxval=1:resampler=soxr"
+
+
+def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
+    """Float32 mono samples in [-1, 1] at ``sr``; any format/rate/channels ffmpeg reads, or a video's track."""
+    if sr <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    header = _inspect(path)
+    p = header.path
+    if header.audio is None:
+        what = "the video has no sound" if header.video else "it holds no audio stream"
+        raise InputError(f"{p} has no audio track ({what}); pass a file with speech in it.")
+    cmd = [*_base_cmd(), "-v", "error", "-i", _url(p), "-map", f"0:{header.audio.index}", "-vn", "-sn", "-dn"]
+    cmd += ["-af", _audio_filter(sr), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
+        raise InputError(f"The audio of {p} could not be decoded (ffmpeg: {_last_error(stderr)}); re-export it as WAV.")
+    samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    if samples.size == 0:
+        raise InputError(f"{p} contains no audio samples; pass a recording that is not empty.")
+    return np.clip(samples, -1.0, 1.0, out=samples)
+
+
+def extract_audio(video: str | Path, out_path: str | Path, sr: int = 16000) -> Path | None:
+    """Write the video's audio as 16-bit mono WAV at ``sr``; None when the video has no audio track."""
+    import soundfile as sf
+
+    out = Path(out_path)
+    _check_output(out, [Path(video)])
+    if _inspect(video).audio is None:
+        return None
+    samples = read_audio(video, sr)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".part.wav")
+    os.close(fd)
+    try:
+        sf.write(tmp, samples, sr, subtype="PCM_16", format="WAV")
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_output(out: Path, inputs: Iterable[Path | None]) -> None:
+    """Refuse to overwrite an input or write into a missing/unwritable folder, before any work is done."""
+    for src in inputs:
+        if src is not None and _same_file(out, Path(src)):
+            raise InputError(f"The output {out} is an input file; choose another name (inputs are never overwritten).")
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"Cannot write {out}: the folder {folder} does not exist; create it or choose another output.")
+    if out.is_dir():
+        raise InputError(f"Cannot write {out}: it is a folder; give a file name such as out.mp4.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"Cannot write {out}: the folder {folder} is not writable; choose another output folder.")
+
+
+class VideoWriter:
+    """H.264 yuv420p MP4 writer fed RGB frames through a pipe; the source's audio is muxed in sync on close.
+
+    Output goes to a temp file beside the target, renamed on success, so a failure or an exception in
+    the ``with`` block never leaves a partial file. Audio is re-timed against the source's first video
+    frame (so sources whose audio starts before/after the picture stay in sync), then trimmed or padded
+    with silence to exactly the written video's duration.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        audio_source: str | Path | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",
+    ):
+        self.path = Path(path)
+        self.fps = _fraction(fps)
+        self.audio_source = Path(audio_source) if audio_source is not None else None
+        self.crf = crf
+        self.preset = preset
+        _check_output(self.path, [self.audio_source])
+        self._audio_index = self._audio_stream()
+        self.frames = 0
+        self._size: tuple[int, int] | None = None
+        self._proc: subprocess.Popen | None = None
+        self._err: IO[bytes] | None = None
+        self._temps: list[Path] = []
+        self._video_tmp = self._temp(".video.mp4")  # also proves the folder is writable, before encoding starts
+        self._closed = False
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.abort()
+
+    def _temp(self, suffix: str) -> Path:
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=suffix)
+        except OSError as e:
+            raise InputError(f"Cannot write {self.path}: {e.strerror}; choose another output folder.") from e
+        os.close(fd)
+        self._temps.append(Path(name))
+        return Path(name)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB uint8 H×W×3 frame; the first frame fixes the size (odd sides are edge-padded to even)."""
+        if self._closed:
+            raise ValueError("write() on a closed VideoWriter")
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be RGB uint8 H×W×3, got {frame.dtype} {frame.shape}")
+        if self._size is None:
+            self._size = (frame.shape[0], frame.shape[1])
+            self._start(*self._size)
+        elif frame.shape[:2] != self._size:
+            raise ValueError(f"frame size changed from {self._size} to {frame.shape[:2]} at frame {self.frames}")
+        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+        except BrokenPipeError as e:
+            raise RuntimeError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from e
+        self.frames += 1
+
+    def _start(self, height: int, width: int) -> None:
+        even_w, even_h = width + width % 2, height + height % 2
+        faststart = [] if self._audio_index is not None else ["-movflags", "+faststart"]
+        cmd = [
+            *_base_cmd(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{even_w}x{even_h}",
+            "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0", "-an",
+            "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            *faststart, "-f", "mp4", _url(self._video_tmp),
+        ]  # fmt: skip
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
+
+    def _audio_stream(self) -> int | None:
+        if self.audio_source is None:
+            return None
+        audio = _inspect(self.audio_source).audio
+        return None if audio is None else audio.index
+
+    def _stderr(self) -> str:
+        if self._err is None:
+            return ""
+        self._err.seek(0)
+        return _last_error(self._err.read().decode("utf-8", "replace"))
+
+    def close(self) -> Path:
+        """Finish encoding, mux the audio, and move the result into place; returns the output path."""
+        if self._closed:
+            return self.path
+        try:
+            if self._proc is None:
+                raise ValueError(f"no frames were written to {self.path}")
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                raise RuntimeError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
+            final = self._video_tmp if self._audio_index is None else self._mux(self._audio_index)
+            os.replace(final, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._cleanup()
+        return self.path
+
+    def _mux(self, audio_index: int) -> Path:
+        assert self.audio_source is not None
+        duration = self.frames / self.fps
+        start = _video_start(self.audio_source)
+        afilter = (
+            f"asetpts=PTS-{start:.6f}/TB,aresample=async=1:first_pts=0,"
+            f"apad=whole_dur={float(duration):.6f},atrim=end={float(duration):.6f}"
+        )
+        out = self._temp(".mux.mp4")
+        cmd = [
+            *_base_cmd(), "-v", "error", "-i", _url(self._video_tmp), "-i", _url(self.audio_source),
+            "-map", "0:v:0", "-map", f"1:{audio_index}", "-c:v", "copy", "-af", afilter,
+            "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", "-f", "mp4", _url(out),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True)
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode("utf-8", "replace")
+            raise InputError(f"The audio of {self.audio_source} could not be muxed (ffmpeg: {_last_error(stderr)}).")
+        return out
+
+    def abort(self) -> None:
+        """Stop encoding and delete every temp file; the target path is left untouched."""
+        if self._proc is not None:
+            _stop(self._proc)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._closed = True
+        for tmp in self._temps:
+            tmp.unlink(missing_ok=True)
+        if self._err is not None:
+            self._err.close()
+            self._err = None
+
+
+def _video_start(path: Path) -> float:
+    """Time of the first video frame on ffmpeg's input timeline (0 for audio-only files)."""
+    if _inspect(path).video is None:
+        return 0.0
+    return float(_probe(path).pts[0])
+
+
+def write_video(
+    path: str | Path, frames: Iterable[np.ndarray], fps: float, audio_source: str | Path | None = None
+) -> Path:
+    """Encode ``frames`` to an MP4 at ``fps`` with ``audio_source``'s audio muxed in sync."""
+    with VideoWriter(path, fps, audio_source) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.path
