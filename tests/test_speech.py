@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from cmet.errors import CmetWarning, InputError, MissingWeightsError
+from cmet.media import read_audio
 from cmet.speech import EGeMAPS, Emotion2Vec, available_encoders, get_encoder
 from cmet.speech.base import file_sha256, prepare_waveform
 from cmet.speech.emotion2vec import find_weights
@@ -28,11 +29,11 @@ F0_MEAN = "F0semitoneFrom27.5Hz_sma3nz_amean"
 LOUDNESS_MEAN = "loudness_sma3_amean"
 
 
-def vowel(f0: float, seconds: float = 3.0, level: float = 0.1, seed: int = 0) -> np.ndarray:
+def vowel(f0: float, seconds: float = 3.0, level: float = 0.1, seed: int = 0, rate: int = SR) -> np.ndarray:
     """A voiced, speech-like signal: harmonics of ``f0`` shaped by three formants, 4 Hz syllables, light vibrato."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))) / SR
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.02 * np.sin(2 * np.pi * 5 * t))) / rate
     wave = np.zeros_like(t)
     for k in range(1, int(4000 / f0)):
         gain = sum(np.exp(-(((k * f0 - fc) / bw) ** 2)) for fc, bw in ((700, 150), (1200, 200), (2600, 300)))
@@ -174,6 +175,19 @@ def test_egemaps_features_follow_pitch():
     assert high[f0] - low[f0] == pytest.approx(12.0, abs=1.0)  # one octave
 
 
+def test_any_format_rate_and_channel_count_is_read(tmp_path):
+    mono = write_wav(tmp_path / "mono.wav", vowel(200))
+    left = vowel(200, level=0.05, rate=44100)
+    sf.write(tmp_path / "stereo44k.flac", np.stack([left, 0.5 * left], axis=1), 44100)
+    encoder = EGeMAPS()
+    a, b = encoder.embed([mono, tmp_path / "stereo44k.flac"])
+    f0 = encoder.feature_names().index(F0_MEAN)
+    assert b[f0] == pytest.approx(a[f0], abs=0.5)
+    (tmp_path / "notes.wav").write_text("not audio")
+    with pytest.raises(InputError, match=r"notes\.wav"):
+        encoder.embed([tmp_path / "notes.wav"])
+
+
 def test_missing_emotion2vec_weights_fail_fast_but_npy_works(tmp_path):
     wav = write_wav(tmp_path / "speech.wav", vowel(150))
     assert not Emotion2Vec.available()
@@ -297,7 +311,7 @@ def test_funasr_path_with_a_tiny_local_model(tmp_path, capsys):
     # Independent check: the mean over frames of the last layer for the level-normalised, layer-normed waveform.
     network = encoder.load().model
     for clip, vector in zip(clips, out):
-        wave = prepare_waveform(sf.read(clip, dtype="float32")[0], "x")
+        wave = prepare_waveform(read_audio(clip), "x")
         source = torch.from_numpy(wave).view(1, -1)
         with torch.no_grad():
             frames = network.extract_features(F.layer_norm(source, source.shape))["x"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from cmet.config import SPEECH_RATE, cache_dir
 from cmet.errors import CmetWarning, InputError
+from cmet.media import read_audio
 
 Clip = str | Path | np.ndarray
 
@@ -139,19 +140,6 @@ class SpeechEncoder(ABC):
                 CmetWarning,
                 stacklevel=4,
             )
-
-
-def read_audio(path: Path, sr: int = SPEECH_RATE) -> np.ndarray:
-    """Stand-in until cmet.media lands: soundfile-readable files, mono-mixed, resampled with soxr."""
-    import soundfile as sf
-    import soxr
-
-    try:
-        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise InputError(f"{path} is not a readable audio file ({exc}).") from exc
-    wave = wave.mean(axis=1)
-    return soxr.resample(wave, rate, sr).astype(np.float32) if rate != sr else wave
 
 
 def file_sha256(path: Path) -> str:
