@@ -44,6 +44,7 @@ NO_PRESET = "(none — use target speech)"
 AUDIO_TYPES = ["audio", ".wav", ".mp3", ".m4a", ".ogg", ".webm", ".flac"]
 EXTENDED_ROWS = 3
 CACHE_SECONDS = 3600
+FRAME_BOUND = 100_000  # the frame slider's static range, which API calls are checked against; pages narrow it
 
 if importlib.util.find_spec("spaces") is not None:
     import spaces
@@ -61,7 +62,7 @@ else:
 
 @dataclass
 class AppConfig:
-    """Command-line settings; ``tmp`` holds Gradio's cache and this run's outputs, both cleaned."""
+    """Command-line settings; each run keeps its uploads, Gradio cache and outputs in a fresh dir under ``tmp``."""
 
     host: str = "127.0.0.1"
     port: int = 7860
@@ -69,7 +70,7 @@ class AppConfig:
     engine: str = "auto"
     device: str = "auto"
     max_seconds: float = 120.0
-    tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())) / "cmet-app")
+    tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
@@ -218,7 +219,7 @@ class EditorApp:
     def video_changed(self, video: str | None) -> dict:
         """Early feedback on upload (unreadable or too long; the editor enforces the same cap) and frame range."""
         if not video:
-            return gr.update(maximum=1, value=0)
+            return gr.update(maximum=FRAME_BOUND, value=0)
         with user_messages():
             info = probe(video)
             limit = self.config.max_seconds
@@ -386,7 +387,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                     strength = gr.Slider(
                         -2, 3, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
                     )
-                    frame = gr.Slider(0, 1, value=0, step=1, label="Preview frame", elem_id="frame")
+                    frame = gr.Slider(0, FRAME_BOUND, value=0, step=1, label="Preview frame", elem_id="frame")
                     shown = gr.Image(label="Instant preview", type="numpy", format="png", elem_id="preview", height=360)
                     render_button = gr.Button("Render", variant="primary")
                     result = gr.Video(label="Edited video", elem_id="result")
@@ -455,27 +456,33 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Load the editor once, then serve; this run's uploads, cache and outputs share one temp dir, removed at exit."""
     config = parse_args(argv)
     config.tmp.mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(config.tmp / "gradio")
-    out_dir = Path(tempfile.mkdtemp(prefix="cmet-app-", dir=config.tmp))
-    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="cmet-app-", dir=config.tmp))
+    atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.environ["GRADIO_TEMP_DIR"] = str(run_dir / "gradio")
+    out_dir = run_dir / "outputs"
+    out_dir.mkdir()
     try:
-        runtime = RuntimeConfig(device=config.device, temp_dir=config.tmp, max_seconds=config.max_seconds or None)
+        runtime = RuntimeConfig(device=config.device, temp_dir=run_dir, max_seconds=config.max_seconds or None)
         editor = EmotionEditor.load(engine=config.engine, device=config.device, runtime=runtime)
     except CmetError as exc:
         print(f"cmet app: {exc}", file=sys.stderr)
         return 2
     demo = build_demo(editor, config, out_dir)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(
-        server_name=config.host,
-        server_port=config.port,
-        share=config.share,
-        show_error=False,
-        allowed_paths=[str(EXAMPLES_DIR), str(out_dir)],
-    )
+    try:
+        demo.launch(
+            server_name=config.host,
+            server_port=config.port,
+            share=config.share,
+            show_error=False,
+            allowed_paths=[str(EXAMPLES_DIR), str(run_dir)],
+        )
+    finally:
+        demo.close()
     return 0
 
 
