@@ -94,6 +94,7 @@ def test_npy_embeddings_pass_through_and_wrong_dim_is_rejected(tmp_path):
     with pytest.raises(InputError, match=r"junk\.npy"):
         EGeMAPS().embed([tmp_path / "junk.npy"])
     assert EGeMAPS().embed([]).shape == (0, 88)
+    np.testing.assert_array_equal(Emotion2Vec().embed(vectors), vectors)  # an [N, dim] array: one row per clip
 
 
 def test_cache_is_keyed_by_content_and_reused(tmp_path):

@@ -55,8 +55,8 @@ class SpeechEncoder(ABC):
 
     def embed(self, clips: Sequence[Clip]) -> np.ndarray:
         """Embed ``clips`` in order; see the module docstring for what a clip may be."""
-        if isinstance(clips, str | Path | np.ndarray):
-            raise TypeError("embed() takes a sequence of clips; wrap a single clip in a list")
+        if isinstance(clips, str | Path) or (isinstance(clips, np.ndarray) and clips.ndim != 2):
+            raise TypeError("embed() takes a sequence of clips (or an [N, dim] array); wrap a single clip in a list")
         out = np.empty((len(clips), self.dim), dtype=np.float32)
         pending: list[tuple[int, str | None, np.ndarray]] = []
         for i, clip in enumerate(clips):
