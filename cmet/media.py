@@ -28,7 +28,7 @@ import numpy as np
 from cmet.errors import InputError
 
 _STILL_FORMATS = ("image2",)
-_TRUNCATION_MARKS = ("partial file", "truncated", "Truncating packet")
+_TRUNCATION_MARKS = ("partial file", "File ended prematurely", "Truncating packet")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ def _base_cmd() -> list[str]:
 def _last_error(stderr: str) -> str:
     """The most telling ffmpeg complaint, stripped of its ``[demuxer @ 0x..]`` prefix."""
     lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line).strip() for line in stderr.splitlines()]
+    lines = [line.removeprefix("Error opening input: ") for line in lines]
     lines = [line for line in lines if line and not line.startswith("Error opening input file")]
     return lines[-1].rstrip(".") if lines else "unknown error"
 
@@ -195,8 +196,11 @@ def _parse_stream(index: int, kind: str, desc: str, extra: list[str]) -> _Stream
 def _parse_header(path: Path, stderr: str) -> _Header:
     fmt_match = re.search(r"^Input #0, (.*?), from '", stderr, re.MULTILINE)
     if fmt_match is None:
+        reason = _last_error(stderr)
+        if "moov atom not found" in stderr:
+            reason = "no MP4 index (moov atom), as in an unfinished recording or download, or not an MP4 at all"
         raise InputError(
-            f"{path} is not a readable video or audio file (ffmpeg says: {_last_error(stderr)}); "
+            f"{path} is not a readable video or audio file ({reason}); "
             "check that the file is complete, or re-export it as MP4 (H.264) or WAV."
         )
     streams: list[_Stream] = []
@@ -258,11 +262,7 @@ def _probe(path: str | Path) -> _Probe:
 def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
     """Decode once (frames are not kept) to count frames and record their timestamps; keyed on size+mtime."""
     header, stream = _video_header(path)
-    cmd = [
-        *_base_cmd(), "-v", "error", "-i", _url(path), "-map", f"0:{stream.index}",
-        "-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(_frame_times_cmd(path, stream.index), capture_output=True)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise _undecodable(path, stderr)
@@ -282,6 +282,15 @@ def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
         rotation=stream.rotation,
     )
     return _Probe(info, stream.index, pts)
+
+
+def _frame_times_cmd(path: Path, stream: int, *limit: str) -> list[str]:
+    """Decode to per-frame timestamps only; pixel-accuracy shortcuts (no loop filter/IDCT) do not change them."""
+    return [
+        *_base_cmd(), "-v", "error", "-skip_loop_filter", "all", "-skip_idct", "all", "-flags2", "+fast",
+        "-i", _url(path), "-map", f"0:{stream}", *limit, "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
+        "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1",
+    ]  # fmt: skip
 
 
 def _framecrc_times(text: str) -> np.ndarray:
@@ -648,10 +657,13 @@ class VideoWriter:
 
 
 def _video_start(path: Path) -> float:
-    """Time of the first video frame on ffmpeg's input timeline (0 for audio-only files)."""
-    if _inspect(path).video is None:
+    """Time of the first video frame on ffmpeg's input timeline (0 for audio-only files); decodes one frame."""
+    stream = _inspect(path).video
+    if stream is None:
         return 0.0
-    return float(_probe(path).pts[0])
+    proc = subprocess.run(_frame_times_cmd(path, stream.index, "-frames:v", "1"), capture_output=True)
+    times = _framecrc_times(proc.stdout.decode("ascii", "replace"))
+    return float(times[0]) if times.size else 0.0
 
 
 def write_video(

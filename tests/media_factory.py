@@ -242,3 +242,9 @@ def remux_faststart(src: str | Path, dst: str | Path) -> Path:
     """Copy ``src`` with the index (moov) first, so a truncated copy still opens but its data ends early."""
     _run(["-i", str(src), "-c", "copy", "-movflags", "+faststart", f"file:{dst}"])
     return Path(dst)
+
+
+def make_cut(src: str | Path, dst: str | Path, start: float, seconds: float) -> Path:
+    """A stream-copied excerpt (no re-encode): its edit list hides packets, so packet counts overstate frames."""
+    _run(["-ss", f"{start}", "-i", str(src), "-t", f"{seconds}", "-c", "copy", f"file:{dst}"])
+    return Path(dst)

@@ -73,6 +73,14 @@ def test_other_containers_count_frames_exactly(tmp_path, suffix):
     assert _indices(media.iter_frames(src)) == list(range(15))
 
 
+def test_edit_list_excerpt_counts_decoded_frames_not_packets(tmp_path):
+    src = mf.make_video(tmp_path / "long.mp4", seconds=3.0)
+    cut = mf.make_cut(src, tmp_path / "cut.mp4", start=1.3, seconds=1.0)  # ~60 packets, ~27 shown frames
+    indices = _indices(media.iter_frames(cut))
+    assert media.probe(cut).frames == len(indices) < 35
+    assert indices[0] >= 30 and np.all(np.diff(indices) > 0)
+
+
 def test_odd_size_is_read_exactly_and_written_even(tmp_path):
     frames = [mf.index_frame(i, (511, 387)) for i in range(5)]
     src = mf.make_video(tmp_path / "odd.mp4", fps=25, frames=frames, audio=False)
