@@ -1,0 +1,309 @@
+"""The lite engine's renderer: move a face so its landmarks land where asked, by a dense backward warp.
+
+Every output pixel needs the input position to read, so the sparse offsets ``src − dst`` are
+interpolated over the *destination* points and ``grid_sample`` reads the frame there. Interpolating
+at the destination keeps an opening jaw tidy: the new gap between the lips reads from the mouth
+interior and stretches it smoothly instead of folding over.
+
+The dense field is a multilevel cubic B-spline approximation (Lee, Wolberg & Shin 1997): a few
+scatter/gather passes on lattices from 4×4 up to ``grid``×``grid`` over the face crop, merged by
+exact B-spline subdivision, evaluated at the finest knots and upsampled bilinearly. It is C²
+(no mesh seams), needs no linear solve and depends on nothing but the frame's own points, so it is
+fast on one CPU core and batches on CUDA.
+
+The background never moves: fixed anchors ring the crop border, the FaceMesh face oval is pinned,
+and the field fades to zero just outside the landmarks' convex hull. Only the crop (face box plus a
+margin) is computed and pasted back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cmet.face import regions as R
+from cmet.face.canonical import N_LANDMARKS
+
+
+@dataclass
+class Warper:
+    """Dense landmark-driven warp; tensors stay on their device (CUDA when the frames are there)."""
+
+    grid: int = 64  # finest spline lattice (and field nodes) along the crop's longer side, a power of two
+    margin: float = 0.25  # the crop is the points' box grown by this fraction of its size on each side
+    ring: int = 8  # fixed anchors per side of the crop border
+    pin: tuple[int, ...] = R.FACE_OVAL  # 478-point layouts: these points never move (outline, jaw, forehead top)
+    skip: tuple[int, ...] = R.IRIS_RINGS  # 478-point layouts: left out (iris rims slide under the lids)
+    teeth: float = 0.4  # 478-point layouts: share of the mouth opening that moves rigidly with each lip
+    batch: int = 16  # frames solved together (bounds memory on long batches)
+    device: str | None = None  # where numpy frames are processed; None: CPU
+
+    def warp(self, frames, src_pts, dst_pts):
+        """Warp ``frames`` (uint8 ``[H, W, 3]`` or ``[N, H, W, 3]``, numpy or torch) so ``src_pts`` land on ``dst_pts``.
+
+        Points are pixel coordinates ``[P, 2]`` or ``[N, P, 2]`` (a trailing z column is ignored).
+        Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged.
+        """
+        is_numpy = isinstance(frames, np.ndarray)
+        video = torch.as_tensor(frames)
+        single = video.ndim == 3
+        if single:
+            video = video[None]
+        if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 [H, W, 3] or [N, H, W, 3], got {tuple(video.shape)} {video.dtype}")
+        video = video.to(torch.device(self.device) if is_numpy and self.device else video.device)
+        out = video.clone()
+        height, width = video.shape[1:3]
+        for chunk, crop, offsets in self._fields(src_pts, dst_pts, len(video), (width, height), video.device):
+            x0, y0, crop_w, crop_h = crop
+            pieces = torch.stack([video[i, y : y + crop_h, x : x + crop_w] for i, x, y in zip(chunk, x0, y0)])
+            ys = torch.arange(crop_h, device=video.device, dtype=torch.float32)
+            xs = torch.arange(crop_w, device=video.device, dtype=torch.float32)
+            sample_x = (xs[None, None, :] + offsets[:, 0]) * (2.0 / max(crop_w - 1, 1)) - 1.0
+            sample_y = (ys[None, :, None] + offsets[:, 1]) * (2.0 / max(crop_h - 1, 1)) - 1.0
+            warped = F.grid_sample(
+                pieces.permute(0, 3, 1, 2).float(),
+                torch.stack([sample_x, sample_y], -1),
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=True,
+            )
+            warped = warped.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            for k, (i, x, y) in enumerate(zip(chunk, x0, y0)):
+                out[i, y : y + crop_h, x : x + crop_w] = warped[k]
+        out = out[0] if single else out
+        return out.cpu().numpy() if is_numpy else out
+
+    def source_map(self, src_pts, dst_pts, size: tuple[int, int]) -> np.ndarray:
+        """``[N, H, W, 2]`` float32: the input (x, y) each output pixel reads, for frames of ``size`` (w, h).
+
+        The same field :meth:`warp` samples with; the identity wherever nothing moves.
+        """
+        width, height = size
+        count = len(np.asarray(src_pts)) if np.asarray(src_pts).ndim == 3 else 1
+        device = torch.device(self.device or "cpu")
+        ys, xs = torch.meshgrid(
+            torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+        )
+        result = torch.stack([xs, ys], -1)[None].repeat(count, 1, 1, 1).to(device)
+        for chunk, crop, offsets in self._fields(src_pts, dst_pts, count, size, device):
+            x0, y0, crop_w, crop_h = crop
+            for k, (i, x, y) in enumerate(zip(chunk, x0, y0)):
+                result[i, y : y + crop_h, x : x + crop_w] += offsets[k].permute(1, 2, 0)
+        return result.cpu().numpy()
+
+    def _fields(self, src_pts, dst_pts, count: int, size: tuple[int, int], device: torch.device):
+        """Yield ``(frame indices, (x0s, y0s, crop_w, crop_h), offsets [n, 2, crop_h, crop_w])`` per chunk."""
+        src = _as_points(src_pts, count, device)
+        dst = _as_points(dst_pts, count, device)
+        if src.shape != dst.shape:
+            raise ValueError(f"src_pts {tuple(src.shape)} and dst_pts {tuple(dst.shape)} differ")
+        if src.shape[1] == N_LANDMARKS:
+            dst[:, list(self.pin)] = src[:, list(self.pin)]
+            mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth)
+            keep = np.setdiff1d(np.arange(N_LANDMARKS), self.skip)
+            src = torch.cat([src[:, keep], mouth_src], 1)
+            dst = torch.cat([dst[:, keep], mouth_dst], 1)
+        usable = (torch.isfinite(src).all(-1).all(-1) & torch.isfinite(dst).all(-1).all(-1)).cpu()
+        index = torch.nonzero(usable).flatten().tolist()
+        for start in range(0, len(index), self.batch):
+            chunk = index[start : start + self.batch]
+            crop, offsets = self._crop_field(src[chunk], dst[chunk], size)
+            yield chunk, crop, offsets
+
+    def _crop_field(
+        self, src: torch.Tensor, dst: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[tuple[list[int], list[int], int, int], torch.Tensor]:
+        """One crop size for the chunk (so it batches) and the backward offsets in pixels inside each crop."""
+        width, height = size
+        both = torch.cat([src, dst], 1)
+        lo, hi = both.amin(1), both.amax(1)  # [n, 2]
+        grow = self.margin * (hi - lo).amax(1)
+        lo, hi = lo - grow[:, None], hi + grow[:, None]
+        extent = (hi - lo).amax(0).ceil() + 1
+        crop_w, crop_h = min(int(extent[0]), width), min(int(extent[1]), height)
+        x0 = lo[:, 0].round().clamp(0, width - crop_w).long()
+        y0 = lo[:, 1].round().clamp(0, height - crop_h).long()
+        scale = float(max(crop_w, crop_h) - 1)  # crop pixels → unit square (the long side spans [0, 1])
+        origin = torch.stack([x0, y0], 1).to(src.dtype)[:, None]
+        src_u, dst_u = (src - origin) / scale, (dst - origin) / scale
+
+        anchors = _border_ring(self.ring, (crop_w - 1) / scale, (crop_h - 1) / scale, src.device)
+        anchors = anchors[None].expand(len(src), -1, -1)
+        centres = torch.cat([dst_u, anchors], 1).float()
+        offsets = torch.cat([src_u - dst_u, torch.zeros_like(anchors)], 1).float()
+        levels = max(1, math.ceil(math.log2(self.grid)))
+        knots = _knot_values(_mba_lattice(centres, offsets, levels))  # [n, 2, K, K], K = 2^levels + 1
+        side = knots.shape[-1]
+        fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
+        knots = knots * fade[:, None].to(device=knots.device) * scale
+
+        ys = torch.arange(crop_h, device=src.device, dtype=torch.float32) / scale
+        xs = torch.arange(crop_w, device=src.device, dtype=torch.float32) / scale
+        unit = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1) * 2 - 1
+        field = F.grid_sample(knots, unit[None].expand(len(src), -1, -1, -1), mode="bilinear", align_corners=True)
+        return (x0.tolist(), y0.tolist(), crop_w, crop_h), field
+
+
+def _as_points(points, count: int, device: torch.device) -> torch.Tensor:
+    """``[count, P, 2]`` float64 copy of ``[P, 2|3]`` or ``[count, P, 2|3]`` points."""
+    points = points if torch.is_tensor(points) else torch.as_tensor(np.asarray(points))
+    points = points[..., :2].to(device=device, dtype=torch.float64)
+    if points.ndim == 2:
+        points = points[None].expand(count, -1, -1)
+    if points.ndim != 3 or len(points) != count:
+        raise ValueError(f"points must be [P, 2] or [{count}, P, 2], got {tuple(points.shape)}")
+    return points.clone()
+
+
+def _mouth_interior(src: torch.Tensor, dst: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extra point pairs inside the mouth so the teeth ride with their lips and only the middle stretches.
+
+    For each upper/lower inner-lip pair, a point ``h`` inside each lip keeps that lip's offset, with
+    ``h = share × min(source gap, destination gap)``: an opening jaw carries the upper and lower
+    teeth along and stretches the dark gap between them, instead of stretching the teeth.
+    """
+    upper, lower = list(R.LIPS_INNER_UPPER[1:-1]), list(R.LIPS_INNER_LOWER[1:-1])
+    ends = []
+    for points in (src, dst):
+        gap = points[:, lower] - points[:, upper]
+        ends.append((points[:, upper], points[:, lower], gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)))
+    (su, sl, sdir), (du, dl, ddir) = ends
+    depth = share * torch.minimum((sl - su).norm(dim=-1), (dl - du).norm(dim=-1))[..., None]
+    return torch.cat([su + depth * sdir, sl - depth * sdir], 1), torch.cat([du + depth * ddir, dl - depth * ddir], 1)
+
+
+def _border_ring(per_side: int, width: float, height: float, device: torch.device) -> torch.Tensor:
+    """``[4 * per_side, 2]`` points spaced along the border of a ``width × height`` box at the origin."""
+    t = torch.linspace(0.0, 1.0, per_side + 1, dtype=torch.float64, device=device)[:-1]
+    zeros, ones = torch.zeros_like(t), torch.ones_like(t)
+    top, right = (t * width, zeros), (ones * width, t * height)
+    bottom, left = ((1 - t) * width, ones * height), (zeros, (1 - t) * height)
+    return torch.cat([torch.stack(side, 1) for side in (top, right, bottom, left)])
+
+
+def _bspline(s: torch.Tensor) -> torch.Tensor:
+    """Uniform cubic B-spline weights ``[..., 4]`` at fractional positions ``s [...]``."""
+    s2, s3 = s * s, s * s * s
+    return torch.stack([(1 - s) ** 3, 3 * s3 - 6 * s2 + 4, -3 * s3 + 3 * s2 + 3 * s + 1, s3], -1) / 6.0
+
+
+def _taps(positions: torch.Tensor, cell: float, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices and weights ``[..., 16]`` of the 4×4 coefficients under each position, on a ``side²``
+    lattice whose coefficient ``j`` sits on the knot at ``(j − 1) · cell``."""
+    u = positions / cell
+    base = u.floor().clamp(0, side - 4)
+    frac = u - base
+    wx, wy = _bspline(frac[..., 0]), _bspline(frac[..., 1])
+    weights = (wy[..., :, None] * wx[..., None, :]).flatten(-2)
+    offsets = torch.arange(4, device=positions.device)
+    ix = base[..., 0].long()[..., None, None] + offsets[None, :]
+    iy = base[..., 1].long()[..., None, None] + offsets[:, None]
+    return (iy * side + ix).flatten(-2), weights
+
+
+def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int) -> torch.Tensor:
+    """Multilevel B-spline approximation of ``values [n, M, 2]`` at ``points [n, M, 2]`` in the unit square:
+    one ``[n, 2, L, L]`` cubic B-spline lattice, L = 2^levels + 3.
+
+    Each level fits a lattice twice as fine as the last to what the coarser ones left over (the
+    closed-form local least squares of the BA step), so the sum is smooth yet passes close to every
+    point; the levels are merged by exact B-spline subdivision.
+    """
+    n = len(points)
+    inside = ((points >= 0) & (points <= 1)).all(-1).to(values.dtype)  # points beyond the crop do not vote
+    residual = values * inside[..., None]
+    frame = torch.arange(n, device=points.device)[:, None, None]
+    total = None
+    for level in range(levels + 1):
+        side = 2**level + 3
+        index, weight = _taps(points, 0.5**level, side)  # [n, M, 16]
+        weight = weight * inside[..., None]
+        squared = weight.square()
+        share = (weight * squared / squared.sum(-1, keepdim=True).clamp_min(1e-12))[..., None] * residual[:, :, None]
+        flat = (index + frame * side * side).flatten()
+        numer = values.new_zeros(n * side * side, 2).index_add_(0, flat, share.reshape(-1, 2))
+        denom = values.new_zeros(n * side * side).index_add_(0, flat, squared.flatten())
+        lattice = (numer / denom.clamp_min(1e-12)[:, None]).reshape(n, side * side, 2)
+        gathered = torch.gather(lattice, 1, index.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(*index.shape, 2)
+        residual = residual - (gathered * weight[..., None]).sum(2)
+        lattice = lattice.reshape(n, side, side, 2).permute(0, 3, 1, 2)
+        total = lattice if total is None else _refine(total) + lattice
+    return total
+
+
+def _refine(lattice: torch.Tensor) -> torch.Tensor:
+    """The same cubic B-spline on a lattice twice as fine: ``[..., c+3, c+3]`` → ``[..., 2c+3, 2c+3]``."""
+    for dim in (-1, -2):
+        coarse = lattice.movedim(dim, -1)
+        edges = 0.5 * (coarse[..., :-1] + coarse[..., 1:])  # new knots half-way: even fine indices
+        vertices = (coarse[..., :-2] + 6 * coarse[..., 1:-1] + coarse[..., 2:]) / 8  # old knots: odd fine indices
+        fine = torch.stack([edges[..., :-1], vertices], -1).flatten(-2)
+        lattice = torch.cat([fine, edges[..., -1:]], -1).movedim(-1, dim)
+    return lattice
+
+
+def _knot_values(lattice: torch.Tensor) -> torch.Tensor:
+    """A cubic B-spline's values at its own knots: the separable (1, 4, 1)/6 filter."""
+    rows = (lattice[..., :-2, :] + 4 * lattice[..., 1:-1, :] + lattice[..., 2:, :]) / 6
+    return (rows[..., :-2] + 4 * rows[..., 1:-1] + rows[..., 2:]) / 6
+
+
+def _hull_fade(points: torch.Tensor, side: int, widths: list[float]) -> torch.Tensor:
+    """``[n, side, side]`` float32 on the knot grid: 1 inside each frame's convex hull of ``points`` (in knot
+    units), easing to 0 ``width`` knots outside it, so nothing beyond the face moves."""
+    fades = []
+    for frame_points, width in zip(points.detach().cpu().numpy(), widths):
+        inside = np.zeros((side, side), dtype=np.uint8)
+        cv2.fillConvexPoly(inside, cv2.convexHull(np.round(frame_points).astype(np.int32)), 1)
+        distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+        ease = np.clip(1.0 - distance / max(width, 1.0), 0.0, 1.0)
+        fades.append(ease * ease * (3.0 - 2.0 * ease))
+    return torch.from_numpy(np.stack(fades).astype(np.float32))
+
+
+def image_displacement(transforms: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """Canonical offsets ``[..., P, 2]`` → image pixels, through the inverse of the ``[..., 2, 3]`` image→canonical
+    similarity (its translation does not matter for offsets)."""
+    linear_inv = np.linalg.inv(np.asarray(transforms, dtype=np.float64)[..., :2, :2])
+    return np.matmul(np.asarray(displacement, dtype=np.float64), np.swapaxes(linear_inv, -1, -2))
+
+
+def render_expression(
+    frame: np.ndarray,
+    landmarks_img: np.ndarray,
+    transform: np.ndarray,
+    displacement_canonical: np.ndarray,
+    warper: Warper | None = None,
+) -> np.ndarray:
+    """One frame with a canonical-space expression offset applied.
+
+    ``landmarks_img [478, 2|3]`` are the frame's landmarks in pixels, ``transform [2, 3]`` its
+    image→canonical similarity; the offset is turned and scaled into the image, so an edit
+    follows the head as it moves.
+    """
+    return render_expressions(frame[None], landmarks_img[None], transform[None], displacement_canonical, warper)[0]
+
+
+def render_expressions(
+    frames: np.ndarray,
+    landmarks_img: np.ndarray,
+    transforms: np.ndarray,
+    displacements_canonical: np.ndarray,
+    warper: Warper | None = None,
+) -> np.ndarray:
+    """Batched :func:`render_expression`: ``[N, H, W, 3]`` frames, ``[N, 478, 2|3]`` landmarks, ``[N, 2, 3]``
+    transforms, ``[N, 478, 2]`` (or one shared ``[478, 2]``) canonical offsets. Frames without a face
+    (NaN landmarks or transform) come back unchanged."""
+    src = np.asarray(landmarks_img, dtype=np.float64)[..., :2]
+    transforms = np.asarray(transforms, dtype=np.float64)
+    known = np.isfinite(transforms).all((-1, -2))
+    linear = np.where(known[:, None, None], transforms, np.eye(2, 3))
+    offsets = image_displacement(linear, displacements_canonical)
+    dst = np.where(known[:, None, None], src + offsets, np.nan)
+    return (warper or Warper()).warp(frames, src, dst)
