@@ -58,18 +58,18 @@ def talking_clip(audio_path: Path, out: Path) -> Path:
     """Animate the astronaut's jaw/lips by the speech loudness, add head motion, mux the speech."""
     from skimage.data import astronaut
 
-    from cmet.face.au_rig import build_rig
+    from cmet.face.au_rig import default_rig
     from cmet.face.landmarks import track
-    from cmet.face.warp import Warper
+    from cmet.face.warp import Warper, render_expressions
 
     x0, y0, x1, y1 = CROP
     still = np.ascontiguousarray(astronaut()[y0:y1, x0:x1])
     audio = media.read_audio(audio_path)
     frames = int(np.ceil(audio.size / SPEECH_RATE * MODEL_FPS))
     face = track([still])
-    rig = build_rig()
+    rig = default_rig()
     coeffs = np.zeros((frames, len(rig.names)), np.float32)
-    coeffs[:, rig.names.index("jaw_drop")] = 0.55 * loudness_envelope(audio, frames)
+    coeffs[:, rig.names.index("AU26")] = 0.55 * loudness_envelope(audio, frames)
     displacement = rig.decode(coeffs)
     warper = Warper()
     t = np.arange(frames) / MODEL_FPS
@@ -78,7 +78,7 @@ def talking_clip(audio_path: Path, out: Path) -> Path:
             rows = np.arange(start, min(frames, start + 16))
             lm = np.repeat(face.landmarks[:1, :, :2], len(rows), axis=0)
             tf = np.repeat(face.transforms[:1], len(rows), axis=0)
-            batch = warper.render_expression(np.repeat(still[None], len(rows), axis=0), lm, tf, displacement[rows])
+            batch = render_expressions(np.repeat(still[None], len(rows), axis=0), lm, tf, displacement[rows], warper)
             for k, image in zip(rows, batch):
                 angle = 2.0 * np.sin(2 * np.pi * 0.4 * t[k])
                 shift = (3.0 * np.sin(2 * np.pi * 0.25 * t[k]), 2.0 * np.sin(2 * np.pi * 0.33 * t[k]))

@@ -21,9 +21,9 @@ from cmet import media
 from cmet.config import MODEL_FPS, cache_dir, lite_dir, resolve_device
 from cmet.connector import Connector, infer_offsets
 from cmet.errors import CmetWarning, InputError, MissingWeightsError
-from cmet.face.au_rig import build_rig
+from cmet.face.au_rig import default_rig
 from cmet.face.landmarks import FaceTrack, track
-from cmet.face.warp import Warper
+from cmet.face.warp import Warper, render_expressions
 from cmet.presets import get_preset, preset_name
 from cmet.semantic import semantic_vector
 from cmet.speech import get_encoder
@@ -67,7 +67,7 @@ class LiteEngine:
 
     def __init__(self, device: str = "auto"):
         self.device = resolve_device(device)
-        self.rig = build_rig()
+        self.rig = default_rig()
         self.warper = Warper()
         self._connectors: dict[str, tuple[Connector, dict[str, Any]]] = {}
         self._analyses: OrderedDict[str, Analysis] = OrderedDict()
@@ -137,7 +137,7 @@ class LiteEngine:
         """Per-source-frame AU offsets; the connector's response to a zero vector is removed so strength 0 is exact."""
         connector, meta = self.connector(speech.encoder)
         info = analysis.info
-        n_model = max(1, int(round(info.duration * MODEL_FPS)))
+        n_model = media.model_frame_count(info.frames, info.fps, MODEL_FPS)
         to_model = media.source_to_model(info.frames, info.fps, n_model)
         last = n_model if upto is None else int(to_model[min(upto, info.frames) - 1]) + 1
         neutral = analysis.coeffs[media.model_to_source(n_model, info.fps, info.frames)[:last]]
@@ -157,7 +157,7 @@ class LiteEngine:
         rows = index[valid]
         displacement = self.rig.decode(offsets[rows])
         with torch.inference_mode():
-            out[valid] = self.warper.render_expression(
-                frames[valid], face.landmarks[rows, :, :2], face.transforms[rows], displacement
+            out[valid] = render_expressions(
+                frames[valid], face.landmarks[rows, :, :2], face.transforms[rows], displacement, self.warper
             )
         return out

@@ -405,6 +405,14 @@ def _ratio(numer_fps: float, denom_fps: float) -> tuple[int, int]:
     return r.numerator, r.denominator
 
 
+def _publish(tmp: str | Path, out: Path) -> None:
+    """Move a finished temp file into place with ordinary permissions (``mkstemp`` makes it owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, out)
+
+
 def model_frame_count(src_frames: int, src_fps: float, model_fps: float = 25.0) -> int:
     """How many frames ``iter_frames(fps=model_fps)`` yields for a constant-rate source: duration × rate, half up."""
     num, den = _ratio(model_fps, src_fps)
@@ -473,7 +481,7 @@ def extract_audio(video: str | Path, out_path: str | Path, sr: int = 16000) -> P
     os.close(fd)
     try:
         sf.write(tmp, samples, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, out)
+        _publish(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
@@ -614,7 +622,7 @@ class VideoWriter:
             if self._proc.wait() != 0:
                 raise RuntimeError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
             final = self._video_tmp if self._audio_index is None else self._mux(self._audio_index)
-            os.replace(final, self.path)
+            _publish(final, self.path)
         except BaseException:
             self.abort()
             raise

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ class EmotionEditor:
         speech = self.engine.speech_vector(_paths(reference), target, strength)
         analysis = self.engine.analyse(Path(video), info)
         offsets = self.engine.offsets(analysis, speech, upto=index + 1)
-        image = media.read_frame(video, index)
+        image = _cached_frame(str(Path(video).resolve()), Path(video).stat().st_mtime_ns, index)
         return self.engine.render(image[None], np.array([index]), analysis, offsets)[0]
 
     def compare(
@@ -178,6 +179,12 @@ class EmotionEditor:
             with clock.stage("write"):
                 path = writer.close()
         return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
+
+
+@lru_cache(maxsize=32)
+def _cached_frame(path: str, mtime_ns: int, index: int) -> np.ndarray:
+    """Seeking costs up to a keyframe interval of decoding; slider moves on one frame should not pay it again."""
+    return media.read_frame(path, index)
 
 
 def _batches(frames: Iterator[np.ndarray], size: int, clock: _Stopwatch) -> Iterator[tuple[int, np.ndarray]]:
