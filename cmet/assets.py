@@ -54,8 +54,12 @@ def loudness_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0.0, 1.0)
 
 
-def talking_clip(audio_path: Path, out: Path) -> Path:
-    """Animate the astronaut's jaw/lips by the speech loudness, add head motion, mux the speech."""
+def talking_clip(audio_path: Path, out: Path, size: int | None = None) -> Path:
+    """Animate the astronaut's jaw/lips by the speech loudness, add head motion, mux the speech.
+
+    ``size`` gives a square clip of that side from the whole portrait (for benchmarks); by default the
+    head-and-shoulders crop is used as is.
+    """
     from skimage.data import astronaut
 
     from cmet.face.au_rig import default_rig
@@ -64,6 +68,8 @@ def talking_clip(audio_path: Path, out: Path) -> Path:
 
     x0, y0, x1, y1 = CROP
     still = np.ascontiguousarray(astronaut()[y0:y1, x0:x1])
+    if size is not None:
+        still = cv2.resize(astronaut(), (size, size), interpolation=cv2.INTER_AREA)
     audio = media.read_audio(audio_path)
     frames = int(np.ceil(audio.size / SPEECH_RATE * MODEL_FPS))
     face = track([still])

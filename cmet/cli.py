@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("-o", "--output", required=True)
     _engine_options(compare)
     compare.set_defaults(run=_compare)
+    from cmet.bench import add_parser as add_bench
+    from cmet.train.cli import add_parser as add_train
+
+    add_train(sub)
+    add_bench(sub)
     doctor = sub.add_parser("doctor", help="versions, device, ffmpeg and which engines' weights are present")
     doctor.set_defaults(run=_doctor)
     return parser

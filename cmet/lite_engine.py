@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,14 @@ def _file_key(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _NoClock:
+    """Stands in for the pipeline's stopwatch when a caller does not time stages."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        yield
 
 
 class LiteEngine:
@@ -113,20 +123,23 @@ class LiteEngine:
 
     def analyse(self, video: Path, info: media.VideoInfo, clock: Any = None) -> Analysis:
         """Track the face (cached on disk by content) and encode each frame's AU coefficients."""
+        clock = clock or _NoClock()
         key = _file_key(video)
         if key in self._analyses:
             self._analyses.move_to_end(key)
             return self._analyses[key]
         cached = cache_dir() / "tracks" / f"{key}.npz"
-        if cached.is_file():
-            face = FaceTrack.load(cached)
-        else:
-            face = track(video, fps=info.fps)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            face.save(cached)
-        coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
-        coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])
-        coeffs[~face.valid] = np.median(coeffs[face.valid], axis=0)  # faceless frames: unrendered, kept neutral
+        with clock.stage("track"):
+            if cached.is_file():
+                face = FaceTrack.load(cached)
+            else:
+                face = track(video, fps=info.fps)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                face.save(cached)
+        with clock.stage("encode"):
+            coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
+            coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])
+            coeffs[~face.valid] = np.median(coeffs[face.valid], axis=0)  # faceless frames: unrendered, kept neutral
         analysis = Analysis(info=info, track=face, coeffs=coeffs)
         self._analyses[key] = analysis
         while len(self._analyses) > 4:

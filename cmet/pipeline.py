@@ -156,8 +156,7 @@ class EmotionEditor:
             strengths = {n: float(strength[n] if isinstance(strength, dict) else strength) for n in targets}
             speech = {n: self.engine.speech_vector(refs, t, strengths[n]) for n, t in targets.items()}
         report(0.02, "tracking the face")
-        with clock.stage("analyse"):
-            analysis = self.engine.analyse(Path(video), info, clock=clock)
+        analysis = self.engine.analyse(Path(video), info, clock=clock)
         with clock.stage("connector"):
             offsets = {n: self.engine.offsets(analysis, s) for n, s in speech.items()}
         layout = GridLayout.build(["original", *targets], basic=[is_basic(n) for n in ["neutral", *targets]]) if grid else None
