@@ -23,8 +23,8 @@ def checkpoints_dir() -> Path:
 
 
 def lite_dir() -> Path:
-    """The lite engine's shipped weights (committed, a few MB)."""
-    return REPO_ROOT / "checkpoints" / "lite"
+    """The lite engine's weights: shipped in ``checkpoints/lite``; ``CMET_LITE`` points at your own trained ones."""
+    return Path(os.environ.get("CMET_LITE", REPO_ROOT / "checkpoints" / "lite"))
 
 
 def cache_dir() -> Path:
