@@ -1,0 +1,73 @@
+"""EDTalk generator and Audio2Lip, re-implemented to load the released checkpoints strictly.
+
+``load_edtalk`` / ``load_audio2lip`` take a local path (finding the file is ``cmet.hub``'s job) and accept
+the release wrapping (``{"gen": ...}``, ``{"audio2lip": ...}``) or a bare state dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cmet.errors import InputError, MissingWeightsError
+from cmet.face.edtalk.audio2lip import Audio2Lip
+from cmet.face.edtalk.generator import EDTalk, SourceCode
+
+__all__ = ["EDTalk", "SourceCode", "Audio2Lip", "load_edtalk", "load_audio2lip", "mel_windows", "smooth_lips"]
+
+
+def __getattr__(name: str):
+    if name in {"mel_windows", "smooth_lips"}:  # lazy: librosa is slow to import
+        from cmet.face.edtalk import mel
+
+        return getattr(mel, name)
+    raise AttributeError(name)
+
+
+def _read_state(path: str | Path, wrapper_key: str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError(path.name, path.parent)
+    try:
+        # Training checkpoints of this family also pickle the argparse options; allow only that class.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        reason = exc.__class__.__name__
+        raise InputError(f"{path} is not a readable torch checkpoint ({reason}); download it again.") from exc
+    if isinstance(blob, dict) and wrapper_key in blob:
+        blob = blob[wrapper_key]
+    if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise InputError(f"{path} holds no '{wrapper_key}' state dict; use the released file.")
+    return blob
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise InputError(f"{path} does not match {type(model).__name__}: {str(exc).splitlines()[-1].strip()}") from exc
+    wrong = result.missing_keys + result.unexpected_keys
+    if wrong:
+        raise InputError(
+            f"{path} does not match {type(model).__name__}: {len(result.missing_keys)} missing and "
+            f"{len(result.unexpected_keys)} unexpected keys (e.g. {wrong[:3]}); use the released file."
+        )
+
+
+def load_edtalk(path: str | Path, device: str | torch.device = "cpu") -> EDTalk:
+    """EDTalk generator from ``EDTalk.pt`` (``["gen"]``), strictly loaded, in eval mode."""
+    model = EDTalk.official()
+    _load_strict(model, _read_state(path, "gen"), path)
+    return model.to(device).eval()
+
+
+def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
+    """Audio2Lip from ``Audio2Lip.pt`` (``["audio2lip"]``), strictly loaded, in eval mode."""
+    model = Audio2Lip.official()
+    _load_strict(model, _read_state(path, "audio2lip"), path)
+    return model.to(device).eval()

@@ -1,0 +1,142 @@
+"""EDTalk generator: strict loading and numerical equality with the official code on the fixtures."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from cmet.errors import InputError, MissingWeightsError
+from cmet.face.edtalk import EDTalk, load_edtalk
+from tests.official_weights import check_weights, deterministic_state_dict, load_io, load_manifest
+
+pytestmark = pytest.mark.slow
+TOL = {"atol": 1e-4, "rtol": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return load_manifest("edtalk_manifest.json")
+
+
+@pytest.fixture(scope="module")
+def io() -> dict[str, torch.Tensor]:
+    return load_io("edtalk_io.pt")
+
+
+@pytest.fixture(scope="module")
+def weights(manifest) -> dict[str, torch.Tensor]:
+    state = deterministic_state_dict(manifest, EDTalk.official())
+    check_weights(manifest, state)
+    return state
+
+
+@pytest.fixture(scope="module")
+def model(weights) -> EDTalk:
+    gen = EDTalk.official()
+    gen.load_state_dict(weights, strict=True)
+    return gen.eval()
+
+
+@pytest.fixture(scope="module")
+def deterministic():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(previous)
+
+
+@pytest.fixture(scope="module")
+def rendered(model, io, deterministic) -> torch.Tensor:
+    with torch.no_grad():
+        return model.render(io["in_img_src"], io["in_lip20"], io["in_img_pose"], io["in_exp10"])
+
+
+def _assert_image_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    diff = (actual - expected).abs()
+    print(f"image max|diff| {diff.max().item():.3e}, mean|diff| {diff.mean().item():.3e}")
+    torch.testing.assert_close(actual, expected, atol=2e-3, rtol=1e-3)
+    assert diff.mean().item() < 1e-4
+
+
+def test_state_dict_matches_manifest(model, manifest):
+    state = model.state_dict()
+    assert [(k, list(v.shape)) for k, v in state.items()] == [(k, s) for k, s, _ in manifest["state_dict"]]
+    assert sum(p.numel() for p in model.parameters()) == manifest["n_parameters"] == 64_228_397
+
+
+def test_encode_matches_compute_alpha_d(model, io, deterministic):
+    with torch.no_grad():
+        exp10, pose6, lip20 = model.encode(io["in_img_alpha"])
+    torch.testing.assert_close(exp10, io["out_alpha_exp10"], **TOL)
+    torch.testing.assert_close(pose6, io["out_alpha_pose6"], **TOL)
+    torch.testing.assert_close(lip20, io["out_alpha_lip20"], **TOL)
+
+
+def test_intermediates_match(model, io, deterministic):
+    with torch.no_grad():
+        source = model.encode_source(io["in_img_src"])
+        wa_pose = model.appearance(io["in_img_pose"])[0]
+        pose6 = model.coefficients(wa_pose)[1]
+        alpha36 = torch.cat([io["in_lip20"], pose6, io["in_exp10"]], dim=-1)
+        directions, exp_latent = model.motion(alpha36)
+    torch.testing.assert_close(source.wa, io["dbg_wa_src"], **TOL)
+    torch.testing.assert_close(source.feats[0], io["dbg_feat8"], **TOL)
+    assert [f.shape[-1] for f in source.feats] == [8, 16, 32, 64, 128, 256]
+    torch.testing.assert_close(wa_pose, io["dbg_wa_pose"], **TOL)
+    torch.testing.assert_close(pose6, io["dbg_pose6"], **TOL)
+    torch.testing.assert_close(alpha36, io["dbg_alpha36"], **TOL)
+    torch.testing.assert_close(model.basis(), io["dbg_Q"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(directions, io["dbg_directions"], **TOL)
+    torch.testing.assert_close(exp_latent, io["dbg_exp_latent"], **TOL)
+
+
+def test_render_matches_official(rendered, io):
+    assert rendered.shape == (1, 3, 256, 256)
+    _assert_image_close(rendered, io["out_img"])
+
+
+def test_render_batch_equals_single_render(model, io, rendered, deterministic):
+    """Row 0 repeats the fixture frame; row 1 is another frame and must actually differ."""
+    with torch.no_grad():
+        source = model.encode_source(io["in_img_src"])
+        lip = torch.cat([io["in_lip20"], io["in_lip20"].flip(1)])
+        pose = torch.cat([io["dbg_pose6"], -io["dbg_pose6"]])
+        exp = torch.cat([io["in_exp10"], 0.5 * io["in_exp10"]])
+        batch = model.render_batch(source, lip, pose, exp)
+    assert batch.shape == (2, 3, 256, 256)
+    _assert_image_close(batch[:1], rendered)
+    assert (batch[1] - batch[0]).abs().mean() > 0.05
+
+
+def test_basis_cache_follows_weight_updates(model):
+    with torch.no_grad():
+        first = model.basis()
+        assert model.basis() is first
+        model.direction_exp.weight.mul_(1.0)  # bumps the version counter, same values
+        second = model.basis()
+    assert second is not first
+    torch.testing.assert_close(second, first, atol=0, rtol=0)
+
+
+def test_release_wrapping_loads_strictly(weights, tmp_path):
+    path = tmp_path / "EDTalk.pt"
+    torch.save({"gen": weights, "args": argparse.Namespace(size=256)}, path)
+    loaded = load_edtalk(path)
+    assert not loaded.training
+    torch.testing.assert_close(loaded.direction_exp.weight, weights["direction_exp.weight"], atol=0, rtol=0)
+
+
+def test_wrong_or_missing_checkpoint_is_explained(weights, tmp_path):
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"gen": {k: v for k, v in weights.items() if not k.startswith("exp_fc")}}, wrong)
+    with pytest.raises(InputError, match="missing"):
+        load_edtalk(wrong)
+    with pytest.raises(MissingWeightsError, match="EDTalk.pt"):
+        load_edtalk(tmp_path / "EDTalk.pt")
+
+
+def test_bad_image_shape_is_an_input_error(model):
+    with pytest.raises(InputError, match="256"):
+        model.encode(torch.zeros(1, 3, 128, 128))
