@@ -32,13 +32,16 @@ class Driver:
     """Prescribed motion of a landmark group, written for the subject's right side (and the midline).
 
     ``out`` moves points away from the midline (sign taken from each point's side), ``dx`` moves
-    them along +x whatever their side, ``dy`` along +y (down).
+    them along +x whatever their side, ``dy`` along +y (down); ``share`` moves each point that
+    fraction of the way to its partner in ``toward`` (scales with the face: lip thickness, say).
     """
 
     indices: tuple[int, ...]
     dy: float = 0.0
     out: float = 0.0
     dx: float = 0.0
+    toward: tuple[int, ...] = ()
+    share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
         "nose wrinkler and upper lip raiser (AU9+AU10)",
         (
             Driver(R.RIGHT_NOSE_WING, dy=-0.04),
-            Driver(_UPPER_LIP, dy=-0.05),
+            Driver(tuple(sorted(set(_UPPER_LIP) - {185, 191, 409, 415})), dy=-0.05),
+            Driver((185, 191), dy=-0.03),
             Driver(_CORNERS, dy=-0.02),
             Driver(R.RIGHT_BROW_INNER, dy=0.02),
         ),
@@ -146,10 +150,10 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
     ),
     ActionUnit(
         "AU24",
-        "lip presser: lips thinned against each other",
+        "lip presser: lips thinned against each other (outer contours 40% of the way to the inner ones)",
         (
-            Driver(tuple(i for i in R.LIPS_OUTER_UPPER if i not in R.LIP_CORNERS), dy=0.025),
-            Driver(tuple(i for i in R.LIPS_OUTER_LOWER if i not in R.LIP_CORNERS), dy=-0.025),
+            Driver(R.LIPS_OUTER_UPPER[1:-1], toward=R.LIPS_INNER_UPPER[1:-1], share=0.4),
+            Driver(R.LIPS_OUTER_LOWER[1:-1], toward=R.LIPS_INNER_LOWER[1:-1], share=0.4),
             Driver(_CORNERS, out=-0.015),
         ),
         pins=R.LIPS_INNER_UPPER[1:-1] + R.LIPS_INNER_LOWER[1:-1],
@@ -163,7 +167,7 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
             Driver((178, 181), dy=0.13),
             Driver((88, 91), dy=0.1),
             Driver((95, 146), dy=0.07),
-            Driver(_CORNERS, dy=0.03),
+            Driver(_CORNERS, dy=0.015),
         ),
         pins=_UPPER_LIP,
         reach=0.3,
@@ -192,8 +196,8 @@ PROTOTYPES: dict[str, np.ndarray] = {
 }
 
 
-def face_mesh_edges(template: np.ndarray) -> np.ndarray:
-    """``[E, 2]`` skin edges between the 468 non-iris landmarks: a Delaunay mesh with the mouth and eyes cut out."""
+def face_mesh(template: np.ndarray) -> np.ndarray:
+    """``[F, 3]`` skin triangles over the 468 non-iris landmarks: a Delaunay mesh with the mouth and eyes cut out."""
     from scipy.spatial import Delaunay
     from skimage.measure import points_in_poly
 
@@ -212,7 +216,12 @@ def face_mesh_edges(template: np.ndarray) -> np.ndarray:
         bottom = np.isin(triangles, list(set(lower) - corners)).any(1)
         outline = points[list(upper) + list(reversed(lower))]
         keep &= ~(top & bottom) & ~points_in_poly(centroids, outline)
-    triangles = triangles[keep]
+    return triangles[keep]
+
+
+def face_mesh_edges(template: np.ndarray) -> np.ndarray:
+    """``[E, 2]`` unique edges of :func:`face_mesh`."""
+    triangles = face_mesh(template)
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
     return np.unique(np.sort(edges, axis=1), axis=0)
 
@@ -252,11 +261,12 @@ def build_basis(unit: ActionUnit, template: np.ndarray, edges: np.ndarray, mirro
     for index in unit.pins + R.FACE_OVAL:
         fixed[index] = np.zeros(2)
     for driver in unit.drivers:
-        indices = list(driver.indices)
+        pairs = list(zip(driver.indices, driver.toward or driver.indices))
         if unit.bilateral:
-            indices += [int(mirror[i]) for i in driver.indices]
-        for index in indices:
-            fixed[index] = np.array([driver.dx + driver.out * side[index], driver.dy])
+            pairs += [(int(mirror[i]), int(mirror[j])) for i, j in pairs]
+        for index, partner in pairs:
+            shift = driver.share * (template[partner] - template[index])
+            fixed[index] = shift + np.array([driver.dx + driver.out * side[index], driver.dy])
     for index in R.FACE_OVAL:  # the outline wins over any driver
         fixed[index] = np.zeros(2)
     return _spread(template, edges, fixed, unit.reach)

@@ -6,8 +6,8 @@ at the destination keeps an opening jaw tidy: the new gap between the lips reads
 interior and stretches it smoothly instead of folding over.
 
 The dense field is a multilevel cubic B-spline approximation (Lee, Wolberg & Shin 1997): a few
-scatter/gather passes on lattices from 4×4 up to ``grid``×``grid`` over the face crop, merged by
-exact B-spline subdivision, evaluated at the finest knots and upsampled bilinearly. It is C²
+scatter/gather passes on lattices from 4×4 up to knots about ``knot_px`` apart over the face crop,
+merged by exact B-spline subdivision, evaluated at the finest knots and upsampled bilinearly. It is C²
 (no mesh seams), needs no linear solve and depends on nothing but the frame's own points, so it is
 fast on one CPU core and batches on CUDA.
 
@@ -34,12 +34,14 @@ from cmet.face.canonical import N_LANDMARKS
 class Warper:
     """Dense landmark-driven warp; tensors stay on their device (CUDA when the frames are there)."""
 
-    grid: int = 64  # finest spline lattice (and field nodes) along the crop's longer side, a power of two
+    knot_px: float = 2.0  # finest spline knot spacing in pixels (the field is bilinear between knots)
+    max_levels: int = 8  # at most 2^8 knot intervals along the crop's long side
     margin: float = 0.25  # the crop is the points' box grown by this fraction of its size on each side
     ring: int = 8  # fixed anchors per side of the crop border
     pin: tuple[int, ...] = R.FACE_OVAL  # 478-point layouts: these points never move (outline, jaw, forehead top)
     skip: tuple[int, ...] = R.IRIS_RINGS  # 478-point layouts: left out (iris rims slide under the lids)
-    teeth: float = 0.4  # 478-point layouts: share of the mouth opening that moves rigidly with each lip
+    teeth: float = 0.4  # 478-point layouts: share of the mouth opening that moves rigidly with each lip…
+    gap_stretch: float = 2.5  # …as long as the rest of the opening stretches by at most this factor
     batch: int = 16  # frames solved together (bounds memory on long batches)
     device: str | None = None  # where numpy frames are processed; None: CPU
 
@@ -105,7 +107,8 @@ class Warper:
             raise ValueError(f"src_pts {tuple(src.shape)} and dst_pts {tuple(dst.shape)} differ")
         if src.shape[1] == N_LANDMARKS:
             dst[:, list(self.pin)] = src[:, list(self.pin)]
-            mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth)
+            _keep_lips_apart(dst)
+            mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth, self.gap_stretch)
             keep = np.setdiff1d(np.arange(N_LANDMARKS), self.skip)
             src = torch.cat([src[:, keep], mouth_src], 1)
             dst = torch.cat([dst[:, keep], mouth_dst], 1)
@@ -137,7 +140,7 @@ class Warper:
         anchors = anchors[None].expand(len(src), -1, -1)
         centres = torch.cat([dst_u, anchors], 1).float()
         offsets = torch.cat([src_u - dst_u, torch.zeros_like(anchors)], 1).float()
-        levels = max(1, math.ceil(math.log2(self.grid)))
+        levels = min(self.max_levels, max(2, math.ceil(math.log2(scale / self.knot_px))))
         knots = _knot_values(_mba_lattice(centres, offsets, levels))  # [n, 2, K, K], K = 2^levels + 1
         side = knots.shape[-1]
         fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
@@ -161,12 +164,30 @@ def _as_points(points, count: int, device: torch.device) -> torch.Tensor:
     return points.clone()
 
 
-def _mouth_interior(src: torch.Tensor, dst: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _keep_lips_apart(points: torch.Tensor) -> None:
+    """Where an edit would push the lower inner lip above the upper one, both meet half-way instead.
+
+    Closing a mouth that is already shut (a negative jaw drop, a lip press) would otherwise fold the
+    lips through each other; "down" is square to the line between the lip corners.
+    """
+    upper, lower = list(R.LIPS_INNER_UPPER[1:-1]), list(R.LIPS_INNER_LOWER[1:-1])
+    across = points[:, R.LIP_CORNERS[1]] - points[:, R.LIP_CORNERS[0]]
+    down = torch.stack([-across[:, 1], across[:, 0]], -1) / across.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    gap = ((points[:, lower] - points[:, upper]) * down[:, None]).sum(-1, keepdim=True)
+    overlap = gap.clamp(max=0.0) * down[:, None]
+    points[:, upper] += 0.5 * overlap
+    points[:, lower] -= 0.5 * overlap
+
+
+def _mouth_interior(
+    src: torch.Tensor, dst: torch.Tensor, share: float, stretch: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Extra point pairs inside the mouth so the teeth ride with their lips and only the middle stretches.
 
     For each upper/lower inner-lip pair, a point ``h`` inside each lip keeps that lip's offset, with
     ``h = share × min(source gap, destination gap)``: an opening jaw carries the upper and lower
-    teeth along and stretches the dark gap between them, instead of stretching the teeth.
+    teeth along and stretches the dark gap between them, instead of stretching the teeth. ``h``
+    shrinks where the middle would have to stretch more than ``stretch`` times, which would fold.
     """
     upper, lower = list(R.LIPS_INNER_UPPER[1:-1]), list(R.LIPS_INNER_LOWER[1:-1])
     ends = []
@@ -174,7 +195,10 @@ def _mouth_interior(src: torch.Tensor, dst: torch.Tensor, share: float) -> tuple
         gap = points[:, lower] - points[:, upper]
         ends.append((points[:, upper], points[:, lower], gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)))
     (su, sl, sdir), (du, dl, ddir) = ends
-    depth = share * torch.minimum((sl - su).norm(dim=-1), (dl - du).norm(dim=-1))[..., None]
+    before, after = (sl - su).norm(dim=-1), (dl - du).norm(dim=-1)
+    ratio = 1.0 / stretch
+    limit = ((before - ratio * after) / (2 * (1 - ratio))).clamp(min=0.0)
+    depth = torch.minimum(share * torch.minimum(before, after), limit)[..., None]
     return torch.cat([su + depth * sdir, sl - depth * sdir], 1), torch.cat([du + depth * ddir, dl - depth * ddir], 1)
 
 
