@@ -33,7 +33,7 @@ DLIB68_FROM_FACEMESH = np.array(
     + [70, 63, 105, 66, 107, 336, 296, 334, 293, 300]  # brows
     + [168, 197, 5, 4, 75, 97, 2, 326, 305]  # nose
     + [33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380]  # eyes
-    + [61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181]  # outer lips
+    + [61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91]  # outer lips
     + [78, 82, 13, 312, 308, 317, 14, 87],  # inner lips
     dtype=np.int64,
 )
@@ -111,8 +111,8 @@ def crop(frames: np.ndarray, transforms: np.ndarray, size: int = CROP_SIZE) -> n
     out = np.zeros((len(frames), size, size, frames.shape[-1]), dtype=frames.dtype)
     height, width = frames.shape[1:3]
     for n, (frame, matrix) in enumerate(zip(frames, np.asarray(transforms, dtype=np.float64))):
-        box = _roi(matrix, size, width, height, margin=8)
-        if box is None or not np.isfinite(matrix).all():
+        box = _roi(matrix, size, width, height, margin=8) if np.isfinite(matrix).all() else None
+        if box is None:
             continue
         x0, y0, x1, y1 = box
         region = frame[y0:y1, x0:x1]
