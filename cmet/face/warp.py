@@ -217,18 +217,22 @@ def _bspline(s: torch.Tensor) -> torch.Tensor:
     return torch.stack([(1 - s) ** 3, 3 * s3 - 6 * s2 + 4, -3 * s3 + 3 * s2 + 3 * s + 1, s3], -1) / 6.0
 
 
-def _taps(positions: torch.Tensor, cell: float, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat indices and weights ``[..., 16]`` of the 4×4 coefficients under each position, on a ``side²``
-    lattice whose coefficient ``j`` sits on the knot at ``(j − 1) · cell``."""
-    u = positions / cell
-    base = u.floor().clamp(0, side - 4)
-    frac = u - base
-    wx, wy = _bspline(frac[..., 0]), _bspline(frac[..., 1])
-    weights = (wy[..., :, None] * wx[..., None, :]).flatten(-2)
+def _taps(positions: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat lattice indices and weights ``[levels + 1, ..., 16]`` of the 4×4 coefficients under each position.
+
+    Level ``l`` has knots every ``2^-l`` of the unit square and a ``(2^l + 3)²`` lattice whose
+    coefficient ``j`` sits on the knot at ``(j − 1) · 2^-l``.
+    """
+    cells = 2.0 ** torch.arange(levels + 1, device=positions.device, dtype=positions.dtype)
+    cells = cells.reshape(-1, *([1] * positions.ndim))
+    u = positions[None] * cells
+    base = torch.minimum(u.floor().clamp(min=0), cells - 1)
+    w = _bspline(u - base)  # [levels + 1, ..., 2, 4]
+    weights = (w[..., 1, :, None] * w[..., 0, None, :]).flatten(-2)
     offsets = torch.arange(4, device=positions.device)
     ix = base[..., 0].long()[..., None, None] + offsets[None, :]
     iy = base[..., 1].long()[..., None, None] + offsets[:, None]
-    return (iy * side + ix).flatten(-2), weights
+    return (iy * (cells[..., None].long() + 3) + ix).flatten(-2), weights
 
 
 def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int) -> torch.Tensor:
@@ -242,27 +246,30 @@ def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int) -> tor
     n = len(points)
     inside = ((points >= 0) & (points <= 1)).all(-1).to(values.dtype)  # points beyond the crop do not vote
     residual = values * inside[..., None]
+    indices, weights = _taps(points, levels)  # [levels + 1, n, M, 16]
+    weights = weights * inside[..., None]
+    squared = weights.square()
+    shares = weights * squared / squared.sum(-1, keepdim=True).clamp_min(1e-12)
     frame = torch.arange(n, device=points.device)[:, None, None]
     total = None
-    for level in range(levels + 1):
-        side = 2**level + 3
-        index, weight = _taps(points, 0.5**level, side)  # [n, M, 16]
-        weight = weight * inside[..., None]
-        squared = weight.square()
-        share = (weight * squared / squared.sum(-1, keepdim=True).clamp_min(1e-12))[..., None] * residual[:, :, None]
-        flat = (index + frame * side * side).flatten()
-        numer = values.new_zeros(n * side * side, 2).index_add_(0, flat, share.reshape(-1, 2))
-        denom = values.new_zeros(n * side * side).index_add_(0, flat, squared.flatten())
-        lattice = (numer / denom.clamp_min(1e-12)[:, None]).reshape(n, side * side, 2)
+    for level, (index, weight, share, square) in enumerate(zip(indices, weights, shares, squared)):
+        size = (2**level + 3) ** 2
+        flat = (index + frame * size).flatten()
+        votes = torch.cat([share[..., None] * residual[:, :, None], square[..., None]], -1)
+        sums = values.new_zeros(n * size, 3).index_add_(0, flat, votes.reshape(-1, 3))
+        lattice = (sums[:, :2] / sums[:, 2:].clamp_min(1e-12)).reshape(n, size, 2)
         gathered = torch.gather(lattice, 1, index.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(*index.shape, 2)
         residual = residual - (gathered * weight[..., None]).sum(2)
-        lattice = lattice.reshape(n, side, side, 2).permute(0, 3, 1, 2)
+        lattice = lattice.reshape(n, 2**level + 3, 2**level + 3, 2).permute(0, 3, 1, 2)
         total = lattice if total is None else _refine(total) + lattice
     return total
 
 
 def _refine(lattice: torch.Tensor) -> torch.Tensor:
-    """The same cubic B-spline on a lattice twice as fine: ``[..., c+3, c+3]`` → ``[..., 2c+3, 2c+3]``."""
+    """The same cubic B-spline on a lattice twice as fine: ``[..., c+3, c+3]`` → ``[..., 2c+3, 2c+3]``.
+
+    Subdivision: (φ₋₁ + 6φ₀ + φ₁)/8 on the old knots, (φ₀ + φ₁)/2 half-way, one axis at a time.
+    """
     for dim in (-1, -2):
         coarse = lattice.movedim(dim, -1)
         edges = 0.5 * (coarse[..., :-1] + coarse[..., 1:])  # new knots half-way: even fine indices
