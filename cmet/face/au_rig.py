@@ -11,6 +11,11 @@ the renderer can leave the background alone.
 
 Coefficients of a video are a ridge-regularised least-squares fit of each frame's displacement from
 the video's own neutral shape (by default its median shape), so identity never leaks into them.
+
+``PROTOTYPES`` are the EMFACS emotion predictions (Ekman & Friesen, EMFACS-7, 1978/1983; see also
+Ekman, Friesen & Hager, FACS Investigator's Guide, 2002): happy 6+12; sad 1+4+15; surprise
+1+2+5B+26; fear 1+2+4+5+7+20+26; anger 4+5+7+23 (or 24); disgust 9+15+16 (or 10);
+contempt R12A+R14A (one-sided), written in this rig's units.
 """
 
 from __future__ import annotations
@@ -175,11 +180,10 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
 )
 AU_NAMES: tuple[str, ...] = tuple(unit.name for unit in ACTION_UNITS)
 
-# EMFACS prototypes (Ekman & Friesen; Friesen & Ekman 1983), mapped onto the rig's units:
-#   happy 6+12; sad 1+4+15; surprise 1+2+5B+26; fear 1+2+4+5+7+20+26; anger 4+5+7+23(24);
-#   disgust 9+15+16 (or 10); contempt R12A+R14A.
-# AU7 lives in the AU6 basis, AU10 in AU9, AU23 is rendered as the lip press AU24, AU16 (lower lip
-# depressor) as a light jaw drop; intensity letters map A≈0.3, B≈0.5, C–D≈0.8, E≈1.
+# The EMFACS sets of the module docstring in this rig's units: AU7 lives in the AU6 basis, AU10 in AU9,
+# AU23 (lip tightener) is rendered as the lip press AU24, AU16 (lower lip depressor) as a light jaw
+# drop, R12A+R14A as 0.6 of the combined one-sided R12 basis; intensity letters map A≈0.3, B≈0.5,
+# C–D≈0.8, E≈1.
 _PROTOTYPE_AUS: dict[str, dict[str, float]] = {
     "angry": {"AU4": 1.0, "AU5": 0.6, "AU6": 0.6, "AU24": 0.8},
     "contempt": {"R12": 0.6},

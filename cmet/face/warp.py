@@ -87,7 +87,8 @@ class Warper:
         The same field :meth:`warp` samples with; the identity wherever nothing moves.
         """
         width, height = size
-        count = len(np.asarray(src_pts)) if np.asarray(src_pts).ndim == 3 else 1
+        shape = src_pts.shape if torch.is_tensor(src_pts) else np.shape(src_pts)
+        count = shape[0] if len(shape) == 3 else 1
         device = torch.device(self.device or "cpu")
         ys, xs = torch.meshgrid(
             torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
@@ -107,7 +108,7 @@ class Warper:
             raise ValueError(f"src_pts {tuple(src.shape)} and dst_pts {tuple(dst.shape)} differ")
         if src.shape[1] == N_LANDMARKS:
             dst[:, list(self.pin)] = src[:, list(self.pin)]
-            _keep_lips_apart(dst)
+            _keep_lips_apart(src, dst)
             mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth, self.gap_stretch)
             keep = np.setdiff1d(np.arange(N_LANDMARKS), self.skip)
             src = torch.cat([src[:, keep], mouth_src], 1)
@@ -164,19 +165,21 @@ def _as_points(points, count: int, device: torch.device) -> torch.Tensor:
     return points.clone()
 
 
-def _keep_lips_apart(points: torch.Tensor) -> None:
+def _keep_lips_apart(src: torch.Tensor, dst: torch.Tensor) -> None:
     """Where an edit would push the lower inner lip above the upper one, both meet half-way instead.
 
     Closing a mouth that is already shut (a negative jaw drop, a lip press) would otherwise fold the
-    lips through each other; "down" is square to the line between the lip corners.
+    lips through each other. "Down" is square to the line between the lip corners; lips that the
+    tracker already has slightly crossed may stay as crossed as they were, so a null edit changes nothing.
     """
     upper, lower = list(R.LIPS_INNER_UPPER[1:-1]), list(R.LIPS_INNER_LOWER[1:-1])
-    across = points[:, R.LIP_CORNERS[1]] - points[:, R.LIP_CORNERS[0]]
+    across = dst[:, R.LIP_CORNERS[1]] - dst[:, R.LIP_CORNERS[0]]
     down = torch.stack([-across[:, 1], across[:, 0]], -1) / across.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    gap = ((points[:, lower] - points[:, upper]) * down[:, None]).sum(-1, keepdim=True)
-    overlap = gap.clamp(max=0.0) * down[:, None]
-    points[:, upper] += 0.5 * overlap
-    points[:, lower] -= 0.5 * overlap
+    before = ((src[:, lower] - src[:, upper]) * down[:, None]).sum(-1, keepdim=True)
+    after = ((dst[:, lower] - dst[:, upper]) * down[:, None]).sum(-1, keepdim=True)
+    overlap = (after - before.clamp(max=0.0)).clamp(max=0.0) * down[:, None]
+    dst[:, upper] += 0.5 * overlap
+    dst[:, lower] -= 0.5 * overlap
 
 
 def _mouth_interior(
