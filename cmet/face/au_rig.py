@@ -336,7 +336,7 @@ def neutral_shape(canonical_landmarks: np.ndarray) -> np.ndarray:
 
 def build_rig(template: np.ndarray | None = None, units: tuple[ActionUnit, ...] = ACTION_UNITS) -> AURig:
     """An :class:`AURig` built on ``template`` (default: the canonical FaceMesh template)."""
-    template = canonical_template() if template is None else np.asarray(template, dtype=np.float64)
+    template = np.asarray(canonical_template() if template is None else template, dtype=np.float64)
     edges = face_mesh_edges(template)
     mirror = mirror_index()
     bases = np.stack([build_basis(unit, template, edges, mirror) for unit in units])
@@ -344,10 +344,8 @@ def build_rig(template: np.ndarray | None = None, units: tuple[ActionUnit, ...] 
 
 
 @cache
-def _default_rig() -> AURig:
-    return build_rig()
-
-
 def default_rig() -> AURig:
-    """The rig on the canonical template, built once per process (treat it as read-only)."""
-    return _default_rig()
+    """The rig on the canonical template, built once per process and shared (its bases are read-only)."""
+    rig = build_rig()
+    rig.bases.flags.writeable = False
+    return rig
