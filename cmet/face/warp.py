@@ -35,7 +35,7 @@ class Warper:
     """Dense landmark-driven warp; tensors stay on their device (CUDA when the frames are there)."""
 
     knot_px: float = 2.0  # finest spline knot spacing in pixels (the field is bilinear between knots)
-    max_levels: int = 8  # at most 2^8 knot intervals along the crop's long side
+    max_levels: int = 7  # at most 2^7 knot intervals along the crop's long side (accuracy relative to the face)
     margin: float = 0.25  # the crop is the points' box grown by this fraction of its size on each side
     ring: int = 8  # fixed anchors per side of the crop border
     pin: tuple[int, ...] = R.FACE_OVAL  # 478-point layouts: these points never move (outline, jaw, forehead top)
