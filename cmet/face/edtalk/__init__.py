@@ -47,8 +47,10 @@ def _read_state(path: str | Path, wrapper_key: str) -> dict[str, torch.Tensor]:
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Strict in effect, but mismatches become an ``InputError``; ``assign`` adopts the loaded tensors."""
     try:
-        result = model.load_state_dict(state, strict=False)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        result = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as exc:  # shape mismatches
         raise InputError(f"{path} does not match {type(model).__name__}: {str(exc).splitlines()[-1].strip()}") from exc
     wrong = result.missing_keys + result.unexpected_keys
@@ -61,13 +63,15 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | P
 
 def load_edtalk(path: str | Path, device: str | torch.device = "cpu") -> EDTalk:
     """EDTalk generator from ``EDTalk.pt`` (``["gen"]``), strictly loaded, in eval mode."""
-    model = EDTalk.official()
+    with torch.device("meta"):  # no random init of 64M parameters that are overwritten anyway
+        model = EDTalk.official()
     _load_strict(model, _read_state(path, "gen"), path)
     return model.to(device).eval()
 
 
 def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
     """Audio2Lip from ``Audio2Lip.pt`` (``["audio2lip"]``), strictly loaded, in eval mode."""
-    model = Audio2Lip.official()
+    with torch.device("meta"):
+        model = Audio2Lip.official()
     _load_strict(model, _read_state(path, "audio2lip"), path)
     return model.to(device).eval()

@@ -34,10 +34,9 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = z
     p0, p1 = pad
     x = F.pad(x, (p0, p1, p0, p1))
-    hh, ww = x.shape[-2:]
-    weight = torch.flip(kernel, (0, 1)).to(dtype=x.dtype)[None, None]
-    out = F.conv2d(x.reshape(b * c, 1, hh, ww), weight, stride=down)
-    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+    # Depthwise conv: same 16-tap sums as a per-channel conv, and far faster on CPU than a 1-channel batch.
+    weight = torch.flip(kernel, (0, 1)).to(dtype=x.dtype).expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, stride=down, groups=c)
 
 
 class Blur(nn.Module):
