@@ -31,7 +31,6 @@ from cmet.face.edtalk.layers import (
 IMAGE_SIZE = 256
 STYLE_DIM = 512
 LIP_DIM, POSE_DIM, EXP_DIM = 20, 6, 10
-MOTION_DIM = LIP_DIM + POSE_DIM + EXP_DIM
 # Decoder/encoder channels per resolution (channel_multiplier 1).
 CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
 LEVELS = (8, 16, 32, 64, 128, 256)
