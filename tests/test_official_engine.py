@@ -8,11 +8,16 @@ emotion2vec+ model is needed. EDTalk costs seconds per frame on CPU, so the clip
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -271,3 +276,86 @@ def test_download_without_network_fails_with_a_sentence_per_file(tmp_path):
         assert f"127.0.0.1:{port}" in line and "put it at" in line
     assert "Traceback" not in proc.stderr
     assert not any((tmp_path / "empty").rglob("*.pt"))
+
+
+class _FakeHub(BaseHTTPRequestHandler):
+    """The few Hugging Face endpoints a download touches: file HEAD/GET, repo info and file tree."""
+
+    files: dict[tuple[str, str], bytes] = {}
+    commit = "c" * 40
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, body: bytes, send_body: bool = True, extra: dict[str, str] | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def _file(self, send_body: bool) -> None:
+        path = self.path.split("?")[0]
+        for (repo, name), data in self.files.items():
+            if path in (f"/{repo}/resolve/main/{name}", f"/{repo}/resolve/{self.commit}/{name}"):
+                etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                return self._reply(data, send_body, {"ETag": etag, "X-Repo-Commit": self.commit})
+        self.send_response(404)
+        self.end_headers()
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+        self._file(send_body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = self.path.split("?")[0].split("/")
+        if parts[1:3] != ["api", "models"]:
+            return self._file(send_body=True)
+        repo = "/".join(parts[3:5])
+        names = {name: data for (owner, name), data in self.files.items() if owner == repo}
+        if parts[5] == "tree":
+            listing = [{"type": "file", "path": n, "size": len(d), "oid": _sha1(d)} for n, d in names.items()]
+        else:
+            listing = {"id": repo, "sha": self.commit, "siblings": [{"rfilename": n} for n in names]}
+        self._reply(json.dumps(listing).encode(), extra={"Content-Type": "application/json"})
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def _saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_download_places_and_checks_files(tmp_path):
+    """Against a local stand-in for the hub: files land in checkpoints/, a corrupt one is caught by name."""
+    _FakeHub.files = {
+        ("coldhyuk/C-MET", hub.CMET_CHECKPOINT): _saved({"state_dict": {"w": torch.zeros(3)}}),
+        ("coldhyuk/C-MET", hub.EDTALK): b"<html>not a checkpoint</html>",
+        ("coldhyuk/C-MET", hub.AUDIO2LIP): _saved({"audio2lip": {}}),
+        ("emotion2vec/emotion2vec_plus_large", "model.pt"): _saved({"model": {}}),
+        ("emotion2vec/emotion2vec_plus_large", "config.yaml"): b"model: Emotion2vec\n",
+        ("emotion2vec/emotion2vec_plus_large", "emotion2vec+radar.png"): b"png",
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = _subprocess_env(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}")
+        command = [sys.executable, "-c", DOWNLOAD_COMMAND, "download", "--into-checkpoints"]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    root = tmp_path / "empty"
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "EDTalk.pt is not a PyTorch checkpoint" in errors[0], proc.stderr
+    for placed in (hub.CMET_CHECKPOINT, hub.AUDIO2LIP, "emotion2vec_plus_large/model.pt"):
+        assert (root / placed).is_file()
+    assert str(root / hub.CMET_CHECKPOINT) in proc.stdout and str(root / "emotion2vec_plus_large") in proc.stdout
+    assert (root / "emotion2vec_plus_large" / "config.yaml").is_file()
+    assert not (root / "emotion2vec_plus_large" / "emotion2vec+radar.png").exists()
