@@ -473,7 +473,7 @@ def extract_audio(video: str | Path, out_path: str | Path, sr: int = 16000) -> P
     import soundfile as sf
 
     out = Path(out_path)
-    _check_output(out, [Path(video)])
+    check_output(out, [Path(video)])
     if _inspect(video).audio is None:
         return None
     samples = read_audio(video, sr)
@@ -496,7 +496,7 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _check_output(out: Path, inputs: Iterable[Path | None]) -> None:
+def check_output(out: Path, inputs: Iterable[Path | None]) -> None:
     """Refuse to overwrite an input or write into a missing/unwritable folder, before any work is done."""
     for src in inputs:
         if src is not None and _same_file(out, Path(src)):
@@ -532,7 +532,7 @@ class VideoWriter:
         self.audio_source = Path(audio_source) if audio_source is not None else None
         self.crf = crf
         self.preset = preset
-        _check_output(self.path, [self.audio_source])
+        check_output(self.path, [self.audio_source])
         self._audio_index = self._audio_stream()
         self.frames = 0
         self._size: tuple[int, int] | None = None

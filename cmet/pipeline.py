@@ -101,6 +101,7 @@ class EmotionEditor:
             for path in [video, *clips]:
                 if isinstance(path, str | Path) and Path(path).resolve() == target:
                     raise InputError(f"The output path {out} is one of the inputs; choose another file name.")
+            media.check_output(Path(out), [])  # a bad output folder fails now, not after minutes of tracking
         return info
 
     def edit(
