@@ -112,11 +112,13 @@ class LiteEngine:
         name = preset_name(target)
         if name is not None:
             preset = get_preset(name, E2V)
+            self.connector(E2V)  # missing or damaged weights fail now, before the video is tracked
             return SpeechVector(E2V, float(strength) * preset.vector)
         clips = [Path(c) for c in (target if isinstance(target, list | tuple) else [target])]
         if not reference:
             raise InputError("Target speech needs reference (neutral) speech clips of the same speaker to compare with.")
         encoder = self._encoder_for([*reference, *clips])
+        self.connector(encoder)
         embed = get_encoder(encoder, device=self.device).embed
         vector = semantic_vector(embed(list(reference)), embed(clips), strength=strength)
         return SpeechVector(encoder, vector)
