@@ -155,12 +155,12 @@ def test_preview_offsets_match_the_full_edit(edited, clip, speech):
     vector = engine.speech_vector(speech[0], speech[1], 1.0)
     analysis = engine.analyse(clip, media.probe(clip))
     rng = np.random.default_rng(3)
-    frames = 23
+    frames = 13
     info = dataclasses.replace(analysis.info, fps=30.0, frames=frames, duration=frames / 30.0)
     longer = dataclasses.replace(analysis, info=info, exp=rng.standard_normal((frames, 10)).astype(np.float32))
     full = engine.offsets(longer, vector)
     assert full.shape == (frames, 10) and np.isfinite(full).all()
-    for upto in (1, 13):
+    for upto in (1, 8):
         np.testing.assert_allclose(engine.offsets(longer, vector, upto=upto)[:upto], full[:upto], atol=1e-5)
 
 
@@ -173,6 +173,10 @@ def test_strength_scales_the_speech_vector(edited, speech):
     np.testing.assert_allclose(engine.speech_vector(speech[0], speech[1], -0.5).vector, -0.5 * one, atol=1e-6)
     with pytest.raises(InputError):
         engine.speech_vector([], speech[1], 1.0)
+    from cmet.presets import get_preset
+
+    happy = engine.speech_vector([], "preset:happy", 2.0)
+    np.testing.assert_allclose(happy.vector, 2.0 * get_preset("happy", "emotion2vec_plus_large").vector, rtol=1e-6)
 
 
 @pytest.mark.slow  # EDTalk encodes and renders a few frames on CPU
