@@ -21,7 +21,7 @@ from cmet.config import RuntimeConfig
 from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
-from cmet.presets import is_basic
+from cmet.presets import is_basic, preset_name
 
 Progress = Callable[[float, str], None]
 Target = Sequence[str | Path] | str
@@ -146,6 +146,9 @@ class EmotionEditor:
         """Render several emotions of one video; with ``grid`` a labelled side-by-side video."""
         if not targets:
             raise InputError("Give at least one emotion (a preset or target speech clips) to render.")
+        for given in (_paths(t) for t in targets.values() if not isinstance(t, str)):
+            if not given or any(preset_name(c) for c in given):
+                raise InputError('Give the target as speech clips or as one "preset:NAME", not an empty list or a mix.')
         refs = _paths(reference)
         clips = refs + [c for t in targets.values() if not isinstance(t, str) for c in _paths(t)]
         out = Path(out) if out is not None else Path(video).with_name(f"{Path(video).stem}_cmet.mp4")
