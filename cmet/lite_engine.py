@@ -132,9 +132,11 @@ class LiteEngine:
             return self._analyses[key]
         cached = cache_dir() / "tracks" / f"{key}.npz"
         with clock.stage("track"):
-            if cached.is_file():
-                face = FaceTrack.load(cached)
-            else:
+            try:
+                face = FaceTrack.load(cached) if cached.is_file() else None
+            except InputError:  # a damaged or outdated cache entry is rebuilt, not reported
+                face = None
+            if face is None:
                 face = track(video, fps=info.fps)
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 face.save(cached)
