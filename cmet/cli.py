@@ -112,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(compare)
     compare.set_defaults(run=_compare)
     from cmet.bench import add_parser as add_bench
+    from cmet.download import add_parser as add_download
     from cmet.train.cli import add_parser as add_train
 
     add_train(sub)
+    add_download(sub)
     add_bench(sub)
     doctor = sub.add_parser("doctor", help="versions, device, ffmpeg and which engines' weights are present")
     doctor.set_defaults(run=_doctor)
