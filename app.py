@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -121,19 +120,9 @@ def user_messages() -> Iterator[None]:
                 gr.Warning(without_upload_dirs(str(message.message)))
 
 
-class ProgressBridge:
-    """Adapts cmet's ``progress(fraction, stage)`` callback to ``gr.Progress``, adding an ETA."""
-
-    def __init__(self, progress: gr.Progress):
-        self.progress = progress
-        self.start = time.monotonic()
-
-    def __call__(self, fraction: float, stage: str) -> None:
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        elapsed = time.monotonic() - self.start
-        if fraction >= 0.05:
-            stage = f"{stage} · about {elapsed * (1 - fraction) / fraction:.0f} s left"
-        self.progress(fraction, desc=stage)
+def progress_bridge(progress: gr.Progress) -> Callable[[float, str], None]:
+    """cmet's ``progress(fraction, stage)`` → the page's progress bar (the stage text carries cmet's ETA)."""
+    return lambda fraction, stage: progress(min(max(float(fraction), 0.0), 1.0), desc=stage)
 
 
 def file_paths(files: list[Any] | None) -> list[str]:
@@ -248,7 +237,7 @@ class EditorApp:
                 target=target,
                 strength=float(strength),
                 out=self.output_path("edit"),
-                progress=ProgressBridge(progress),
+                progress=progress_bridge(progress),
             )
             self.report(result)
         return str(result.path)
@@ -287,7 +276,7 @@ class EditorApp:
                 targets,
                 strength=strengths,
                 out=self.output_path("compare"),
-                progress=ProgressBridge(progress),
+                progress=progress_bridge(progress),
             )
             self.report(result)
         return str(result.path)
@@ -309,7 +298,8 @@ class EditorApp:
                     target = f"preset:{name}"
                 else:
                     raise InputError(f'Add speech clips for "{name}" (it is not a preset), or clear its name.')
-                spec[name] = target if strength is None else {"target": target, "strength": float(strength)}
+                own = row_strength(name, strength)
+                spec[name] = target if own is None else {"target": target, "strength": own}
             if not spec:
                 raise InputError("Pick at least one emotion: tick a preset or fill an emotion row with clips.")
         return spec
@@ -319,13 +309,26 @@ class EditorApp:
         gr.Info(f"{result.frames} frames on {result.engine} in {sum(result.timings.values()):.1f} s ({stages}).")
 
 
+def row_strength(name: str, text: str | None) -> float | None:
+    """A Compare row's own strength; blank means the strength of all emotions."""
+    if not (text or "").strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f'The strength for "{name}" must be a number such as 1.5, or blank.') from None
+    if not -2 <= value <= 3:
+        raise InputError(f'The strength for "{name}" must lie between -2 and 3.')
+    return value
+
+
 def clip_pool(label: str, elem_id: str) -> gr.File:
     """Several speech clips: a multi-file upload plus microphone/upload of one clip at a time, appended."""
     with gr.Group():
         pool = gr.File(
             file_count="multiple", file_types=AUDIO_TYPES, label=label, elem_id=elem_id, height=150, interactive=True
         )
-        with gr.Row(equal_height=True):
+        with gr.Row():
             one = gr.Audio(
                 sources=["upload", "microphone"],
                 type="filepath",
@@ -333,7 +336,8 @@ def clip_pool(label: str, elem_id: str) -> gr.File:
                 elem_id=f"{elem_id}-one",
                 scale=4,
             )
-            clear = gr.Button("Clear clips", size="sm", scale=1, elem_id=f"{elem_id}-clear")
+            with gr.Column(scale=1, min_width=110):
+                clear = gr.Button("Clear clips", size="sm", elem_id=f"{elem_id}-clear")
 
     def append(clip: str | None, files: list[Any] | None) -> tuple[None, list[str] | None]:
         return None, [*file_paths(files), clip] if clip else files
@@ -407,7 +411,10 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                 with gr.Column():
                     cmp_video = gr.Video(label="Face video", sources=["upload"], elem_id="cmp-video")
                     cmp_reference = gr.File(
-                        file_count="multiple", file_types=AUDIO_TYPES, label="Reference speech — neutral"
+                        file_count="multiple",
+                        file_types=AUDIO_TYPES,
+                        label="Reference speech — neutral",
+                        elem_id="cmp-reference",
                     )
                     copy_button = gr.Button("Use the Edit tab's video and reference", size="sm")
                     cmp_strength = gr.Slider(-2, 3, value=1, step=0.05, label="Strength (all emotions)")
@@ -418,16 +425,22 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                     )
                     gr.Markdown("Extended emotions by speech: a name, a few clips, optionally its own strength.")
                     row_inputs: list[gr.components.Component] = []
-                    for _ in range(EXTENDED_ROWS):
+                    for row in range(EXTENDED_ROWS):
                         with gr.Row(equal_height=True):
                             row_inputs += [
-                                gr.Textbox(label="Emotion", placeholder="e.g. sarcastic", scale=1),
-                                gr.File(file_count="multiple", file_types=AUDIO_TYPES, label="Its speech", scale=2),
-                                gr.Number(label="Strength", value=None, minimum=-2, maximum=3, step=0.05, scale=1),
+                                gr.Textbox(label="Emotion", placeholder="e.g. sarcastic", elem_id=f"row{row}-name"),
+                                gr.File(
+                                    file_count="multiple",
+                                    file_types=AUDIO_TYPES,
+                                    label="Its speech",
+                                    scale=2,
+                                    elem_id=f"row{row}-clips",
+                                ),
+                                gr.Textbox(label="Strength", placeholder="as all", elem_id=f"row{row}-strength"),
                             ]
                     compare_button = gr.Button("Render comparison", variant="primary")
             with gr.Accordion("As an API call (emotions_json)", open=False):
-                emotions_json = gr.JSON(label="emotions_json")
+                emotions_json = gr.JSON(label="emotions_json", elem_id="emotions-json")
             grid = gr.Video(label="Comparison grid", elem_id="grid")
 
         video.change(app.video_changed, video, frame, api_visibility="private", **gpu_events)
@@ -448,7 +461,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
             lambda v, r: (v, r), [video, reference], [cmp_video, cmp_reference], queue=False, api_visibility="private"
         )
         compare_button.click(
-            app.build_emotions, [basic, extended, *row_inputs], emotions_json, queue=False, api_visibility="private"
+            app.build_emotions, [basic, extended, *row_inputs], emotions_json, api_visibility="private"
         ).success(
             app.compare, [cmp_video, cmp_reference, emotions_json, cmp_strength], grid, api_name="compare", **gpu_events
         )

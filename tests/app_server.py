@@ -33,7 +33,7 @@ class AppInputs:
     target: list[Path]
 
 
-def example_inputs(tmp: Path, seconds: float = 1.2) -> AppInputs:
+def example_inputs(tmp: Path, seconds: float = 0.6) -> AppInputs:
     """The committed examples, the video cut to ``seconds`` so the app tests stay fast; skips when absent."""
     videos = sorted(EXAMPLES.glob("*.mp4"))
     reference = sorted((EXAMPLES / "reference").glob("*.wav"))

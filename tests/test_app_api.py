@@ -58,31 +58,22 @@ def error_of(client: Client, *args, api_name: str) -> str:
     return message
 
 
-def test_render_with_target_speech_keeps_the_timeline(client, inputs):
-    out = video_path(
-        client.predict(
-            handle_file(str(inputs.video)),
-            files(inputs.reference),
-            files(inputs.target),
-            NO_PRESET,
-            1.0,
-            api_name="/render",
-        )
+def changed_pixels(a: np.ndarray, b: np.ndarray, level: float = 8.0) -> int:
+    """Pixels that differ by more than ``level`` in some channel: an edit moves the face, not the whole frame."""
+    return int((np.abs(a.astype(np.float32) - b.astype(np.float32)).max(axis=-1) > level).sum())
+
+
+def test_render_keeps_the_timeline_and_changes_the_face(client, inputs):
+    answer = client.predict(
+        handle_file(str(inputs.video)), files(inputs.reference), [], "happy", 2.0, api_name="/render"
     )
+    out = video_path(answer)
     src, got = media.probe(inputs.video), media.probe(out)
     assert got.frames == src.frames
-    assert (got.width, got.height) == (src.width, src.height)
+    assert (got.width, got.height, got.fps) == (src.width, src.height, src.fps)
     assert got.has_audio
-
-
-def test_render_with_preset_changes_the_face(client, inputs):
-    out = video_path(
-        client.predict(handle_file(str(inputs.video)), files(inputs.reference), [], "happy", 2.0, api_name="/render")
-    )
-    assert media.probe(out).frames == media.probe(inputs.video).frames
-    before = np.stack(list(media.iter_frames(inputs.video))).astype(np.float32)
-    after = np.stack(list(media.iter_frames(out))).astype(np.float32)
-    assert np.abs(after - before).mean() > 0.5
+    before, after = np.stack(list(media.iter_frames(inputs.video))), np.stack(list(media.iter_frames(out)))
+    assert changed_pixels(before, after) >= 100 * len(before)
 
 
 def test_preview_answers_with_an_image_that_follows_strength(client, inputs):
@@ -95,21 +86,15 @@ def test_preview_answers_with_an_image_that_follows_strength(client, inputs):
     neutral, happy = preview(0.0), preview(2.5)
     info = media.probe(inputs.video)
     assert neutral.shape == happy.shape == (info.height, info.width, 3)
-    assert np.abs(happy.astype(np.float32) - neutral).mean() > 0.2
+    assert changed_pixels(neutral, happy) >= 100
 
 
-def test_compare_renders_one_grid_with_presets_speech_and_own_strengths(client, inputs):
-    emotions = {
-        "happy": "preset:happy",
-        "sad": {"target": "preset:sad", "strength": 0.5},
-        "excited": files(inputs.target),
-    }
-    out = video_path(
-        client.predict(handle_file(str(inputs.video)), files(inputs.reference), emotions, 1.0, api_name="/compare")
-    )
-    src, grid = media.probe(inputs.video), media.probe(out)
+def test_compare_renders_one_grid_from_a_preset_and_speech_with_own_strength(client, inputs):
+    emotions = {"happy": {"target": "preset:happy", "strength": 2.0}, "excited": files(inputs.target)}
+    answer = client.predict(handle_file(str(inputs.video)), files(inputs.reference), emotions, 1.0, api_name="/compare")
+    src, grid = media.probe(inputs.video), media.probe(video_path(answer))
     assert grid.frames == src.frames
-    assert grid.width * grid.height >= 4 * src.width * src.height * 0.9  # original + three emotions
+    assert grid.width * grid.height >= 3 * src.width * src.height * 0.9  # original + two emotions, with labels
 
 
 def test_bad_upload_is_a_readable_sentence(client, inputs, tmp_path):

@@ -44,16 +44,22 @@ def server(inputs, tmp_path_factory) -> AppServer:
     assert running.stop() == 0, running.log_text()
 
 
-@pytest.fixture
-def page(server):
+@pytest.fixture(scope="module")
+def browser(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.set_default_timeout(WAIT_MS)
-        page.goto(server.url)
-        yield page
-        browser.close()
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(server.url)
+    yield page
+    page.close()
 
 
 def preview_src(page) -> str:
@@ -96,3 +102,31 @@ def test_edit_tab_preview_follows_strength_and_render_makes_a_video(page, inputs
     shot = tmp_path / "edit.png"
     page.screenshot(path=str(shot), full_page=True)
     assert screenshot_std(shot) > 20.0
+
+
+def test_compare_tab_builds_emotions_json_and_renders_a_grid(page, inputs, tmp_path):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#cmp-video input[type=file]").set_input_files(str(inputs.video))
+    page.locator("#cmp-reference input[type=file]").set_input_files([str(p) for p in inputs.reference])
+    page.get_by_label("happy", exact=True).check()
+    page.locator("#row0-name input, #row0-name textarea").fill("excited")
+    page.locator("#row0-clips input[type=file]").set_input_files([str(p) for p in inputs.target])
+    page.locator("#row0-strength input, #row0-strength textarea").fill("2")
+    page.wait_for_function("() => document.querySelectorAll('#row0-clips tbody tr').length === 3")
+
+    page.get_by_role("button", name="Render comparison", exact=True).click()
+    page.locator("#grid video").wait_for()
+    page.get_by_text("As an API call (emotions_json)").click()
+    json_text = page.locator("#emotions-json").inner_text()
+    assert "happy" in json_text and "excited" in json_text
+    shot = tmp_path / "compare.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert screenshot_std(shot) > 20.0
+
+
+def test_a_bad_row_is_explained_in_the_page(page):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#row1-name input, #row1-name textarea").fill("wistful")
+    page.get_by_role("button", name="Render comparison", exact=True).click()
+    page.locator(".toast-body", has_text='Add speech clips for "wistful"').first.wait_for()
+    assert "Traceback" not in page.content()
