@@ -101,15 +101,25 @@ def without_upload_dirs(message: str) -> str:
 
 
 @contextmanager
-def user_messages() -> Iterator[None]:
-    """Show cmet's errors and warnings as Gradio messages; other warnings go to the server log as usual."""
-    caught: list[warnings.WarningMessage] = []
+def user_errors() -> Iterator[None]:
+    """A ``CmetError`` becomes ``gr.Error`` with its sentence; anything else stays a bug (the page says "Error")."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CmetWarning)
-            yield
+        yield
     except CmetError as exc:
         raise gr.Error(without_upload_dirs(str(exc)), print_exception=False) from None
+
+
+@contextmanager
+def user_messages() -> Iterator[None]:
+    """``user_errors`` plus cmet's warnings as ``gr.Warning``; other warnings go to the server log as usual.
+
+    Warning capture is process-wide, so only handlers in the one-at-a-time "gpu" queue use this.
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with user_errors(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CmetWarning)
+            yield
     finally:
         shown: set[str] = set()
         for message in caught:
@@ -174,11 +184,11 @@ def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[s
     targets: dict[str, list[str] | str] = {}
     strengths: dict[str, float] = {}
     for name, value in spec.items():
-        strengths[name] = default_strength
+        own = None
         if isinstance(value, dict) and "target" in value:
-            if value.get("strength") is not None:
-                strengths[name] = float(value["strength"])
+            own = row_strength(name, "" if value.get("strength") is None else str(value["strength"]))
             value = value["target"]
+        strengths[name] = default_strength if own is None else own
         if isinstance(value, str) and value.startswith("preset:"):
             targets[name] = value
         elif isinstance(value, list) and value:
@@ -285,7 +295,7 @@ class EditorApp:
         """The Compare tab's choices as ``emotions_json`` (shown to the user, then sent to ``/compare``)."""
         spec: dict[str, Any] = {name: f"preset:{name}" for name in [*basic, *extended]}
         known = set(self.presets["basic"]) | set(self.presets["extended"])
-        with user_messages():
+        with user_errors():
             for index in range(0, len(rows), 3):
                 name, files, strength = (rows[index] or "").strip(), file_paths(rows[index + 1]), rows[index + 2]
                 if not name and not files:
@@ -305,12 +315,11 @@ class EditorApp:
         return spec
 
     def report(self, result: EditResult) -> None:
-        stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
-        gr.Info(f"{result.frames} frames on {result.engine} in {sum(result.timings.values()):.1f} s ({stages}).")
+        gr.Info(f"{result.frames} frames on {result.engine}: {result.timing_line()}")
 
 
 def row_strength(name: str, text: str | None) -> float | None:
-    """A Compare row's own strength; blank means the strength of all emotions."""
+    """One emotion's own strength (a Compare row or ``emotions_json``); blank means the strength of all."""
     if not (text or "").strip():
         return None
     try:
@@ -348,15 +357,15 @@ def clip_pool(label: str, elem_id: str) -> gr.File:
     return pool
 
 
-def example_rows(presets: list[str]) -> list[list[Any]]:
-    """Examples from assets/examples: each clip with the target speech, and the first with a preset."""
+def example_rows(preset: str | None) -> list[list[Any]]:
+    """Examples from assets/examples: each clip with the target speech, and the first with ``preset``."""
     videos = sorted(EXAMPLES_DIR.glob("*.mp4"))
     reference = [str(p) for p in sorted((EXAMPLES_DIR / "reference").glob("*.wav"))]
     target = [str(p) for p in sorted((EXAMPLES_DIR / "target").glob("*.wav"))]
     if not videos or not reference:
         return []
     rows = [[str(v), reference, target, NO_PRESET, 1.0] for v in videos if target]
-    return rows + [[str(videos[0]), reference, None, name, 1.0] for name in presets[:1]]
+    return rows + ([[str(videos[0]), reference, None, preset, 1.0]] if preset else [])
 
 
 def header(editor: EmotionEditor) -> str:
@@ -395,7 +404,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                     shown = gr.Image(label="Instant preview", type="numpy", format="png", elem_id="preview", height=360)
                     render_button = gr.Button("Render", variant="primary")
                     result = gr.Video(label="Edited video", elem_id="result")
-            rows = example_rows([p for p in ("happy", *presets["basic"]) if p in presets["basic"]])
+            rows = example_rows("happy" if "happy" in presets["basic"] else None)
             if rows:
                 gr.Examples(
                     rows,

@@ -116,6 +116,7 @@ def test_too_long_video_is_refused_early(client, inputs, tmp_path):
         ("no target", "target"),
         ("bad json", "not valid JSON"),
         ("plain path", "handle_file"),
+        ("bad strength", "must be a number"),
     ],
 )
 def test_missing_or_malformed_inputs_say_what_to_do(client, inputs, kind, expected):
@@ -126,7 +127,10 @@ def test_missing_or_malformed_inputs_say_what_to_do(client, inputs, kind, expect
         message = error_of(client, video, refs, [], NO_PRESET, 1.0, api_name="/render")
     elif kind == "bad json":
         message = error_of(client, video, refs, '{"happy": ', 1.0, api_name="/compare")
-    else:
+    elif kind == "plain path":
         spec = json.dumps({"sarcastic": [str(inputs.target[0])]})
+        message = error_of(client, video, refs, spec, 1.0, api_name="/compare")
+    else:
+        spec = {"happy": {"target": "preset:happy", "strength": "lots"}}
         message = error_of(client, video, refs, spec, 1.0, api_name="/compare")
     assert expected in message
