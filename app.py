@@ -204,7 +204,6 @@ class EditorApp:
     """Handlers behind the page: validate, call the editor (GPU-wrapped), turn failures into messages."""
 
     def __init__(self, editor: EmotionEditor, config: AppConfig, out_dir: Path):
-        self.editor = editor
         self.config = config
         self.out_dir = out_dir
         self.presets = list_presets()
