@@ -1,0 +1,107 @@
+"""Write a trained lite connector as the engine loads it: safetensors + config.json (with meta) + MODEL_CARD.md.
+
+The meta is what the lite engine and a reader need: the speech encoder and the input scale (the engine divides
+the raw semantic vector by ``speech_scale`` elementwise), the AU names of the output, what data and settings
+produced it and the leave-one-speaker-out accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cmet.train.evaluate import LosoResult
+from cmet.train.trainer import TrainConfig, TrainResult
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def checkpoint_meta(
+    result: TrainResult,
+    config: TrainConfig,
+    encoder: str,
+    au_names: list[str],
+    data: dict,
+    loso: LosoResult | None,
+    command: str,
+) -> dict:
+    """JSON-ready metadata stored next to the weights."""
+    return {
+        "engine": "lite",
+        "encoder": encoder,
+        "speech_dim": int(result.connector.config.speech_dim),
+        "speech_scale": [float(x) for x in result.speech_scale],
+        "speech_input": (
+            "raw speech semantic vector (mean target − mean reference embedding, times strength) divided "
+            "elementwise by speech_scale"
+        ),
+        "normalisation": config.normalisation,
+        "visual_space": "AU rig coefficients (cmet.face.au_rig)",
+        "au_names": list(au_names),
+        "emotions": list(result.emotions),
+        "data": data,
+        "steps": int(result.step),
+        "seed": int(config.seed),
+        "train_seconds": round(result.seconds, 1),
+        "train_config": config.to_dict(),
+        "heldout": loso.summary() if loso is not None else None,
+        "command": command,
+    }
+
+
+def model_card(meta: dict) -> str:
+    """A short human-readable card generated from the meta (so it can never disagree with it)."""
+    data = meta["data"]
+    counts = data["clips"]
+    speakers = ", ".join(counts)
+    per_emotion: dict[str, int] = {}
+    for emotions in counts.values():
+        for emotion, n in emotions.items():
+            per_emotion[emotion] = per_emotion.get(emotion, 0) + n
+    clips = ", ".join(f"{e} {n}" for e, n in per_emotion.items())
+    cfg = meta["train_config"]
+    lines = [
+        f"# Lite connector — {meta['encoder']} → AU rig",
+        "",
+        "Maps a speech semantic vector (mean target − mean reference utterance embedding) to per-frame offsets of "
+        f"the lite engine's {len(meta['au_names'])} action-unit coefficients ({', '.join(meta['au_names'])}). "
+        "Same network as C-MET's connector in a small configuration "
+        f"(d_model {cfg['d_model']}, {cfg['layers']} layers, {cfg['heads']} heads, FFN {cfg['ffn']}).",
+        "",
+        "## Data",
+        f"- Speech: `{data['root']}` ({data['source']}); speakers {speakers}; clips per emotion: {clips}.",
+        "- Visual targets: EMFACS action-unit prototypes of the emotions (`cmet.face.au_rig.PROTOTYPES`); "
+        "no video was used.",
+        "- Training pairs: all ordered emotion pairs, speech vector = mean of a random subset of target clips − "
+        "mean of a random subset of source clips (the release's sampler), intensity jitter "
+        f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors.",
+        "",
+        "## Training",
+        f"- {meta['steps']} steps, batch {cfg['sampler']['batch_size']}, AdamW lr {cfg['lr']}, seed {meta['seed']}, "
+        f"{meta['train_seconds']} s on CPU; losses: {cfg['reconstruction']} (forward + flipped), supervised "
+        f"contrastive ×{cfg['lambda_cnt']}, directional ×{cfg['lambda_dir']}.",
+        f"- Speech input normalisation: {meta['normalisation']} standard deviation of the training embeddings "
+        "(`speech_scale` in config.json).",
+        "",
+        "## Held-out accuracy",
+    ]
+    heldout = meta["heldout"]
+    if heldout is None:
+        lines.append("Not evaluated (trained with --no-eval).")
+    else:
+        per = ", ".join(f"{s} {100 * a:.1f}%" for s, a in heldout["accuracy"].items())
+        base = ", ".join(f"{s} {100 * a:.1f}%" for s, a in heldout["nearest_centroid_baseline"].items())
+        lines += [
+            f"Leave-one-speaker-out ({heldout['protocol']}), 7 emotions, chance {100 * heldout['chance']:.1f}%:",
+            f"- connector: {per}; mean **{100 * heldout['accuracy_mean']:.1f}%**",
+            f"- nearest-centroid in speech space (same subsets): {base}; mean "
+            f"{100 * heldout['nearest_centroid_baseline_mean']:.1f}%",
+        ]
+    lines += ["", "## Reproduce", "```", meta["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def save_lite(result: TrainResult, out: str | Path, meta: dict) -> Path:
+    """Save weights, config.json and MODEL_CARD.md into ``out``."""
+    folder = result.connector.save(out, meta)
+    (folder / CARD_FILE).write_text(model_card(meta))
+    return folder

@@ -1,0 +1,284 @@
+"""Train a (small) C-MET connector on speech pools: deterministic, resumable, and DDP-ready (torchrun, gloo).
+
+Each step runs the release's two passes — forward ``(ref, s, E_src)`` and flipped ``(−ref, −s, E_tgt)`` — in
+one batched call (the flipped examples are appended to the batch), and optimises focal-MSE on both, the
+cross-modal supervised contrastive term and the directional term (``cmet.losses.total_loss``).
+
+Under ``torch.distributed`` each rank draws its own examples (seeded by rank) for ``batch_size / world``
+of the batch; DDP averages gradients, rank 0 writes the resumable state.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from cmet.connector import Connector, ConnectorConfig
+from cmet.errors import InputError
+from cmet.losses import LAMBDA_CNT, LAMBDA_DIR, total_loss
+from cmet.train.data import SpeechPools
+from cmet.train.sampler import PairSampler, SamplerConfig
+
+NORMALISATIONS = ("feature", "global")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model size, optimisation and sampling of one training run."""
+
+    steps: int = 600
+    seed: int = 42
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup: int = 50
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    ffn: int = 128
+    dropout: float = 0.1
+    reconstruction: str = "focal_mse"
+    lambda_cnt: float = LAMBDA_CNT
+    lambda_dir: float = LAMBDA_DIR
+    normalisation: str = "feature"
+    save_every: int = 100
+    log_every: int = 200
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"--steps must be at least 1, got {self.steps}.")
+        if self.normalisation not in NORMALISATIONS:
+            raise InputError(f"Speech normalisation must be one of {', '.join(NORMALISATIONS)}.")
+
+    def connector_config(self, visual_dim: int, speech_dim: int) -> ConnectorConfig:
+        return ConnectorConfig(
+            visual_dim=visual_dim,
+            speech_dim=speech_dim,
+            d_model=self.d_model,
+            layers=self.layers,
+            heads=self.heads,
+            ffn=self.ffn,
+            dropout=self.dropout,
+            window=self.sampler.window,
+            max_len=max(self.sampler.window, 16),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """The trained connector (eval mode, unwrapped), its input scale and the per-step training losses."""
+
+    connector: Connector
+    speech_scale: np.ndarray
+    emotions: list[str]
+    losses: list[float]
+    step: int
+    seconds: float
+
+
+RECIPES: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    # emotion2vec+ features share one scale; per-feature z-scores would blow up its near-constant dimensions.
+    "emotion2vec_plus_large": TrainConfig(normalisation="global"),
+    # eGeMAPS functionals span orders of magnitude (Hz, dB, ratios): each needs its own scale. Differences
+    # pooled over speakers mix in voice identity (pitch, formants), which swamps prosodic emotion cues, so
+    # speech vectors are drawn within one speaker (leave-one-speaker-out 32% vs 26% when pooled half the time).
+    "egemaps_v02": TrainConfig(normalisation="feature", sampler=SamplerConfig(same_speaker_prob=1.0)),
+}
+
+
+def recipe(encoder: str, steps: int | None = None, seed: int = 42, batch_size: int | None = None) -> TrainConfig:
+    """The shipped settings for ``encoder``'s space, with optional overrides from the command line."""
+    base = RECIPES.get(encoder, RECIPES["default"])
+    sampler = base.sampler if batch_size is None else replace(base.sampler, batch_size=batch_size)
+    return replace(base, steps=base.steps if steps is None else steps, seed=seed, sampler=sampler)
+
+
+def speech_scale(pools: SpeechPools, normalisation: str) -> np.ndarray:
+    """Per-feature (or one global) standard deviation of the training clips' embeddings.
+
+    Speech vectors are divided by this before the connector. Z-scoring each clip before the mean difference
+    is the same thing, since the mean cancels in a difference; eGeMAPS needs it (its functionals span
+    orders of magnitude), emotion2vec+ is already well scaled.
+    """
+    x = pools.all_embeddings().astype(np.float64)
+    std = x.std(axis=0) if normalisation == "feature" else np.full(x.shape[1], x.std())
+    return np.maximum(std, 1e-6 * max(float(std.max()), 1e-12)).astype(np.float32)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the base rate."""
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def _save_state(path: Path, model, optimizer, step: int, rng: np.random.Generator, config: TrainConfig) -> None:
+    """Rank 0 writes model, optimiser, step and every rank's RNG state (atomically: temp file + rename)."""
+    rank, world = _world()
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, _rng_state(rng))
+    else:
+        states = [_rng_state(rng)]
+    if rank != 0:
+        return
+    module = model.module if hasattr(model, "module") else model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "rng": states,
+            "world": world,
+            "config": config.to_dict(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _settings(config: dict) -> dict:
+    """What must match to resume: everything but the step count and the save/log cadence (those may change)."""
+    return {k: v for k, v in config.items() if k not in ("steps", "save_every", "log_every")}
+
+
+def _load_state(path: Path, model, optimizer, rng: np.random.Generator, config: TrainConfig) -> int:
+    """Restore a state written by ``_save_state``; returns the step to continue from."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise InputError(f"{path} is not a readable training state ({err}); delete it or drop --resume.") from err
+    if _settings(state.get("config", {})) != _settings(config.to_dict()):
+        raise InputError(f"{path} was written with other training settings; use the same ones or drop --resume.")
+    rank, world = _world()
+    if state["world"] != world:
+        raise InputError(f"{path} was written by {state['world']} process(es), not {world}; resume with as many.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["rng"][rank]["numpy"]
+    torch.set_rng_state(state["rng"][rank]["torch"])
+    return int(state["step"])
+
+
+def train(
+    pools: SpeechPools,
+    prototypes: dict[str, np.ndarray],
+    config: TrainConfig,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a connector from speech ``pools`` to AU ``prototypes`` differences.
+
+    ``state_path`` (optional) receives the resumable state every ``save_every`` steps and at the end;
+    ``resume`` continues from it when it exists.
+    """
+    with one_thread():
+        return _train(pools, prototypes, config, state_path, resume, log)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread, then restore the setting.
+
+    The lite connector's tensors are tiny, so extra threads only add synchronisation (5x slower measured with
+    2 threads on a busy 2-core machine); torchrun processes are the way to use more cores.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(pools, prototypes, config, state_path, resume, log) -> TrainResult:
+    rank, world = _world()
+    if config.sampler.batch_size % world:
+        raise InputError(f"Batch size {config.sampler.batch_size} must divide evenly over {world} processes.")
+    scale = speech_scale(pools, config.normalisation)
+    rng = np.random.default_rng([config.seed, rank])
+    sampler = PairSampler(pools, prototypes, scale, config.sampler, rng)
+    torch.manual_seed(config.seed)
+    connector = Connector(config.connector_config(sampler.protos.shape[1], pools.dim))
+    torch.manual_seed(config.seed + 1 + rank)
+    model = torch.nn.parallel.DistributedDataParallel(connector) if world > 1 else connector
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = Path(state_path) if state_path is not None else None
+    step = 0
+    if resume and state is not None and state.is_file():
+        step = _load_state(state, connector, optimizer, rng, config)
+        if rank == 0:
+            log(f"resumed {state} at step {step}")
+    per_rank = config.sampler.batch_size // world
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, config)
+        batch = sampler.sample(per_rank)
+        parts = _loss(model, batch, config)
+        optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        optimizer.step()
+        step += 1
+        losses.append(float(parts.total.detach()))
+        if state is not None and (step % config.save_every == 0 or step == config.steps):
+            _save_state(state, model, optimizer, step, rng, config)
+        if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+            log(
+                f"step {step}/{config.steps} loss {parts.total.item():.4f} (rec {parts.reconstruction.item():.4f}, "
+                f"cnt {parts.contrastive.item():.3f}, dir {parts.directional.item():.3f})"
+            )
+    connector.eval()
+    return TrainResult(connector, scale, sampler.emotions, losses, step, time.perf_counter() - start)
+
+
+def _loss(model, batch, config: TrainConfig):
+    """Forward and flipped passes in one call; the flipped half sees −ref, −s and the target expression."""
+    b, t, dv = batch.source.shape
+    offsets, (_, speech_tokens, exp_tokens) = model(
+        torch.cat([batch.ref, -batch.ref]),
+        torch.cat([batch.speech, -batch.speech]),
+        torch.cat([batch.source, batch.target]),
+    )
+    offsets = offsets.reshape(2 * b, t, dv)
+    return total_loss(
+        offsets[:b].reshape(b * t, dv),
+        offsets[b:].reshape(b * t, dv),
+        batch.direction.reshape(b * t, dv),
+        token_delta=exp_tokens[b:] - exp_tokens[:b],
+        speech_tokens=speech_tokens[:b],
+        speech_tokens_flipped=speech_tokens[b:],
+        labels=batch.labels,
+        reconstruction=config.reconstruction,
+        lambda_cnt=config.lambda_cnt,
+        lambda_dir=config.lambda_dir,
+    )
