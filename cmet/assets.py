@@ -40,7 +40,19 @@ def speak(text: str, out: Path, voice: tuple[str, ...]) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run([espeak, *voice, "-w", str(raw), text], check=True, capture_output=True)
-        cmd = [media.ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(raw), "-ac", "1", "-ar", str(SPEECH_RATE), str(out)]
+        cmd = [
+            media.ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(raw),
+            "-ac",
+            "1",
+            "-ar",
+            str(SPEECH_RATE),
+            str(out),
+        ]
         subprocess.run(cmd, check=True)
     return out
 

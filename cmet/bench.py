@@ -54,8 +54,8 @@ class BenchResult:
                 "|---|---|",
                 *rows,
                 f"| **total** | **{1000 * self.wall / max(self.frames, 1):.1f}** |",
-                f"real-time factor {self.rtf:.2f} (processing time / video duration); peak RSS {self.peak_rss_mb:.0f} MB"
-                f"{gpu}; warm-up (model loading, first graph run) excluded.",
+                f"real-time factor {self.rtf:.2f} (processing time / video duration); "
+                f"peak RSS {self.peak_rss_mb:.0f} MB{gpu}; warm-up (model loading, first graph run) excluded.",
             ]
         )
 
@@ -141,5 +141,3 @@ def _main(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(asdict(result), indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
-
-

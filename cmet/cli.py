@@ -87,17 +87,25 @@ def _compare(args: argparse.Namespace) -> int:
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=["auto", "lite", "official"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batch-size", type=int, default=16, help="frames rendered per batch (lower it to save memory)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="frames rendered per batch (lower it to save memory)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cmet", description="Speech-driven emotion editing of talking-face video.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cmet", description="Speech-driven emotion editing of talking-face video."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     edit = sub.add_parser("edit", help="change the emotion of a talking-face video")
     edit.add_argument("video")
-    edit.add_argument("--reference", nargs="*", default=[], help="neutral speech clips (audio files or .npy embeddings)")
+    edit.add_argument(
+        "--reference", nargs="*", default=[], help="neutral speech clips (audio files or .npy embeddings)"
+    )
     edit.add_argument("--target", nargs="+", required=True, help="emotional speech clips, or preset:NAME")
-    edit.add_argument("--strength", type=float, default=1.0, help="1 = as the speech says; 0 = unchanged; <0 = opposite")
+    edit.add_argument(
+        "--strength", type=float, default=1.0, help="1 = as the speech says; 0 = unchanged; <0 = opposite"
+    )
     edit.add_argument("-o", "--output", required=True)
     _engine_options(edit)
     edit.set_defaults(run=_edit)

@@ -72,7 +72,10 @@ def choose_engine(engine: str = "auto") -> tuple[str, str]:
     missing = official_missing()
     if not missing:
         return "official", "all official weights are present"
-    return "lite", f"official weights missing ({', '.join(Path(m).name for m in missing)}); using the offline lite engine"
+    return (
+        "lite",
+        f"official weights missing ({', '.join(Path(m).name for m in missing)}); using the offline lite engine",
+    )
 
 
 def load_engine(engine: str = "auto", device: str = "auto") -> tuple[Engine, str]:

@@ -48,8 +48,12 @@ class GridLayout:
             y, x = r * (ch + _BAND), c * cw
             out[:, y : y + _BAND, x : x + cw] = _COLOURS[self.groups[i]]
             caption = np.ascontiguousarray(out[0, y : y + _BAND, x : x + cw])
-            cv2.putText(caption, self.labels[i], (6, _BAND - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                caption, self.labels[i], (6, _BAND - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+            )
             out[:, y : y + _BAND, x : x + cw] = caption
             for k in range(n):
-                out[k, y + _BAND : y + _BAND + ch, x : x + cw] = cv2.resize(streams[i][k], (cw, ch), interpolation=cv2.INTER_AREA)
+                out[k, y + _BAND : y + _BAND + ch, x : x + cw] = cv2.resize(
+                    streams[i][k], (cw, ch), interpolation=cv2.INTER_AREA
+                )
         return out

@@ -13,6 +13,7 @@ model outputs can be mapped back onto the source timeline with ``source_to_model
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import subprocess
@@ -403,6 +404,15 @@ def _ratio(numer_fps: float, denom_fps: float) -> tuple[int, int]:
     """``numer_fps / denom_fps`` as an exact integer pair."""
     r = _fraction(numer_fps) / _fraction(denom_fps)
     return r.numerator, r.denominator
+
+
+def content_key(path: str | Path) -> str:
+    """sha256 of a file's bytes: caches keyed on it survive renames and re-uploads of the same file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _publish(tmp: str | Path, out: Path) -> None:

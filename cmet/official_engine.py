@@ -17,10 +17,9 @@ download is reported within a fraction of a second instead of after the multi-se
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,8 @@ import numpy as np
 from cmet import hub, media
 from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir
 from cmet.errors import InputError
-from cmet.presets import get_preset, preset_name
+from cmet.speech_vector import E2V, SpeechVector, resolve_speech
+from cmet.timing import NullClock
 
 if TYPE_CHECKING:
     import torch
@@ -38,18 +38,9 @@ if TYPE_CHECKING:
     from cmet.face.edtalk import SourceCode
     from cmet.face.landmarks import FaceTrack
 
-E2V = "emotion2vec_plus_large"
 LIPS = ("video", "audio")
 PRECISIONS = ("auto", "fp32")
 ANALYSIS_CACHE = 4  # videos whose analysis (incl. the encoded identity source) stays in memory
-
-
-@dataclass
-class SpeechVector:
-    """A speech semantic vector in emotion2vec+ large space, already times strength."""
-
-    encoder: str
-    vector: np.ndarray
 
 
 @dataclass
@@ -69,15 +60,6 @@ class OfficialAnalysis:
 def required_files(lips: str = "video") -> tuple[str, ...]:
     """Hub files the engine needs (Audio2Lip only when lips come from audio)."""
     return (hub.CMET_CHECKPOINT, hub.EDTALK) + ((hub.AUDIO2LIP,) if lips == "audio" else ())
-
-
-def content_key(path: Path) -> str:
-    """sha256 of the file's bytes: a re-uploaded copy of a video reuses its work (same key as the lite engine's)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OfficialEngine:
@@ -128,23 +110,11 @@ class OfficialEngine:
 
     # -- speech ---------------------------------------------------------------------------------------
     def speech_vector(self, reference: list, target: Any, strength: float) -> SpeechVector:
-        """Mean target minus mean reference emotion2vec+ embedding (the release's raw difference) times strength.
+        """Mean target minus mean reference emotion2vec+ embedding, the release's raw difference.
 
         Presets and ``.npy`` embeddings need no speech model; audio clips need emotion2vec+ large.
         """
-        if not np.isfinite(strength):
-            raise InputError(f"Strength must be a finite number, got {strength}.")
-        name = preset_name(target)
-        if name is not None:
-            return SpeechVector(E2V, float(strength) * get_preset(name, E2V).vector.astype(np.float32))
-        if not reference:
-            raise InputError("Target speech needs reference (neutral) clips of the same speaker to compare with.")
-        from cmet.semantic import semantic_vector
-        from cmet.speech import get_encoder
-
-        clips = [Path(c) for c in (target if isinstance(target, list | tuple) else [target])]
-        embed = get_encoder(E2V, device=self.device).embed
-        return SpeechVector(E2V, semantic_vector(embed(list(reference)), embed(clips), strength=strength))
+        return resolve_speech(reference, target, strength, lambda clips: E2V, self.device)
 
     # -- analysis -------------------------------------------------------------------------------------
     def _autocast(self):
@@ -160,34 +130,24 @@ class OfficialEngine:
         images = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
-    def _track(self, video: Path, info: media.VideoInfo, key: str) -> FaceTrack:
-        """The face track, cached on disk by content (shared with the lite engine)."""
-        from cmet.face.landmarks import FaceTrack, track
-
-        cached = cache_dir() / "tracks" / f"{key}.npz"
-        if cached.is_file():
-            return FaceTrack.load(cached)
-        face = track(video)  # the frames as the pipeline streams them (no resampling), so indices agree
-        face.save(cached)
-        return face
-
     def analyse(self, video: Path, info: media.VideoInfo, clock: Any = None) -> OfficialAnalysis:
         """Track, align and EDTalk-encode every frame of ``video`` (cached per content and lips mode)."""
         import torch
 
         from cmet.face.align import crop, crop_transforms
         from cmet.face.canonical import apply_similarity
+        from cmet.face.landmarks import track_cached
         from cmet.face.regions import FACE_OVAL
 
-        clock = clock or _NoClock()
+        clock = clock or NullClock()
         video = Path(video)
-        digest = content_key(video)
+        digest = media.content_key(video)
         key = f"{digest}:{self.lips}"
         if key in self._analyses:
             self._analyses.move_to_end(key)
             return self._analyses[key]
         with clock.stage("track"):
-            face = self._track(video, info, digest)
+            face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz")
         transforms = crop_transforms(face.transforms)
         outlines = apply_similarity(transforms, face.landmarks[:, list(FACE_OVAL), :2]).astype(np.float32)
         count = len(face)
@@ -249,24 +209,10 @@ class OfficialEngine:
 
     # -- edit -----------------------------------------------------------------------------------------
     def offsets(self, analysis: OfficialAnalysis, speech: SpeechVector, upto: int | None = None) -> np.ndarray:
-        """Per-source-frame expression offsets [T_src, 10] from the connector on the 25 fps model timeline.
+        """Per-source-frame expression offsets [T_src, 10] from the released connector (model timeline)."""
+        from cmet.timeline import source_offsets
 
-        With ``upto`` (a preview) only the windows up to that frame are run; the prefix is rounded up to whole
-        5-frame windows so a preview shows exactly what the full edit renders.
-        """
-        from cmet.connector import infer_offsets
-
-        info = analysis.info
-        n_model = max(1, media.model_frame_count(info.frames, info.fps, MODEL_FPS))
-        to_model = np.minimum(media.source_to_model(info.frames, info.fps, n_model), n_model - 1)
-        last = n_model
-        if upto is not None:
-            window = self.connector.config.window
-            needed = int(to_model[min(max(upto, 1), info.frames) - 1]) + 1
-            last = min(n_model, -(-needed // window) * window)
-        frames = np.minimum(media.model_to_source(n_model, info.fps, info.frames)[:last], len(analysis.exp) - 1)
-        model_offsets = infer_offsets(self.connector, speech.vector.astype(np.float32), analysis.exp[frames])
-        return np.asarray(model_offsets, dtype=np.float32)[np.minimum(to_model, last - 1)]
+        return source_offsets(self.connector, speech.vector, speech.gain, analysis.exp, analysis.info, upto)
 
     def render(
         self, frames: np.ndarray, index: np.ndarray, analysis: OfficialAnalysis, offsets: np.ndarray
@@ -295,14 +241,6 @@ class OfficialEngine:
         masks = hull_masks(analysis.outlines[rows])
         out[usable] = paste(out[usable], np.concatenate(faces), analysis.crops[rows], masks)
         return out
-
-
-class _NoClock:
-    """Stands in for the pipeline's stopwatch when a caller does not time stages."""
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        yield
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:

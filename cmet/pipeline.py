@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +21,7 @@ from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
 from cmet.presets import is_basic, preset_name
+from cmet.timing import Stopwatch
 
 Progress = Callable[[float, str], None]
 Target = Sequence[str | Path] | str
@@ -41,21 +41,6 @@ class EditResult:
         total = sum(self.timings.values())
         parts = " · ".join(f"{stage} {sec:.2f}s" for stage, sec in self.timings.items())
         return f"{parts} · total {total:.2f}s"
-
-
-class _Stopwatch:
-    """Accumulates wall seconds per named stage."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def _paths(clips: Target | None) -> list:
@@ -152,7 +137,7 @@ class EmotionEditor:
         refs = _paths(reference)
         clips = refs + [c for t in targets.values() if not isinstance(t, str) for c in _paths(t)]
         out = Path(out) if out is not None else Path(video).with_name(f"{Path(video).stem}_cmet.mp4")
-        clock = _Stopwatch()
+        clock = Stopwatch()
         report = progress or (lambda fraction, message: None)
         with clock.stage("probe"):
             info = self._check_inputs(video, clips, out)
@@ -163,7 +148,11 @@ class EmotionEditor:
         analysis = self.engine.analyse(Path(video), info, clock=clock)
         with clock.stage("connector"):
             offsets = {n: self.engine.offsets(analysis, s) for n, s in speech.items()}
-        layout = GridLayout.build(["original", *targets], basic=[is_basic(n) for n in ["neutral", *targets]]) if grid else None
+        layout = (
+            GridLayout.build(["original", *targets], basic=[is_basic(n) for n in ["neutral", *targets]])
+            if grid
+            else None
+        )
         started = time.perf_counter()
         done = 0
         with media.VideoWriter(out, info.fps, audio_source=video) as writer:
@@ -190,7 +179,7 @@ def _cached_frame(path: str, mtime_ns: int, index: int) -> np.ndarray:
     return media.read_frame(path, index)
 
 
-def _batches(frames: Iterator[np.ndarray], size: int, clock: _Stopwatch) -> Iterator[tuple[int, np.ndarray]]:
+def _batches(frames: Iterator[np.ndarray], size: int, clock: Stopwatch) -> Iterator[tuple[int, np.ndarray]]:
     """Group streamed frames into batches, timing the decode separately."""
     start = 0
     while True:

@@ -325,3 +325,16 @@ def _boxes(points: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1).astype(np.float32)
+
+
+def track_cached(video: str | os.PathLike, cache_file: str | os.PathLike) -> FaceTrack:
+    """:func:`track` of a video file through an on-disk cache; a damaged or outdated entry is rebuilt."""
+    cache = Path(cache_file)
+    if cache.is_file():
+        try:
+            return FaceTrack.load(cache)
+        except InputError:
+            pass
+    face = track(video)
+    face.save(cache)
+    return face

@@ -1,0 +1,52 @@
+"""The speech side of an edit: a target (preset or clips) against reference clips, at a strength.
+
+C-MET's speech tokenizer ends in GELU → LayerNorm, so the connector's output hardly depends on the
+*magnitude* of the speech vector (measured: strength 0.5, 1 and 2 give the same offsets). Strength is
+therefore applied as its sign on the speech vector (negative pushes away from the emotion: the connector is
+trained antisymmetric by its flipped pass) and its magnitude as a gain on the predicted visual offset.
+Strength 1 is exactly the paper's behaviour and strength 0 leaves the video unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmet.errors import InputError
+from cmet.presets import get_preset, preset_name
+from cmet.semantic import semantic_vector
+
+E2V = "emotion2vec_plus_large"
+
+
+@dataclass
+class SpeechVector:
+    """A unit-strength speech semantic vector (sign included), its encoder space, and the visual gain."""
+
+    encoder: str
+    vector: np.ndarray
+    gain: float = 1.0
+
+
+def resolve_speech(
+    reference: list, target: Any, strength: float, choose_encoder: Callable[[list], str], device: str = "cpu"
+) -> SpeechVector:
+    """Target minus reference (or a preset) in the encoder space ``choose_encoder(clips)`` picks."""
+    if not np.isfinite(strength):
+        raise InputError(f"Strength must be a finite number, got {strength}.")
+    sign, gain = float(np.sign(strength)), abs(float(strength))
+    name = preset_name(target)
+    if name is not None:
+        return SpeechVector(E2V, sign * get_preset(name, E2V).vector.astype(np.float32), gain)
+    clips = [Path(c) for c in (target if isinstance(target, list | tuple) else [target])]
+    if not reference:
+        raise InputError("Target speech needs reference (neutral) speech clips of the same speaker to compare with.")
+    from cmet.speech import get_encoder
+
+    encoder = choose_encoder([*reference, *clips])
+    embed = get_encoder(encoder, device=device).embed
+    return SpeechVector(encoder, sign * semantic_vector(embed(list(reference)), embed(clips)), gain)
