@@ -19,9 +19,9 @@ import pytest
 import soundfile as sf
 
 from cmet.errors import CmetWarning, InputError, MissingWeightsError
-from cmet.media import read_audio
+from cmet.media import content_key, read_audio
 from cmet.speech import EGeMAPS, Emotion2Vec, available_encoders, get_encoder
-from cmet.speech.base import file_sha256, prepare_waveform
+from cmet.speech.base import prepare_waveform
 from cmet.speech.emotion2vec import find_weights
 
 SR = 16000
@@ -102,7 +102,7 @@ def test_cache_is_keyed_by_content_and_reused(tmp_path):
     encoder = CountingEGeMAPS()
     first = encoder.embed([wav])
     assert encoder.encoded == 1
-    entry = tmp_path / "cache" / "embeddings" / "egemaps_v02" / f"{file_sha256(wav)}.npy"
+    entry = tmp_path / "cache" / "embeddings" / "egemaps_v02" / f"{content_key(wav)}.npy"
     np.testing.assert_array_equal(np.load(entry), first[0])
 
     copy = tmp_path / "renamed copy.wav"

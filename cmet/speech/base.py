@@ -10,7 +10,6 @@ clip is encoded once, whatever its name or location; arrays are not cached (they
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 
 from cmet.config import SPEECH_RATE, cache_dir
 from cmet.errors import CmetWarning, InputError
-from cmet.media import read_audio
+from cmet.media import content_key, read_audio
 
 Clip = str | Path | np.ndarray
 
@@ -73,7 +72,7 @@ class SpeechEncoder(ABC):
                 if path.suffix.lower() == ".npy":
                     out[i] = self._check_embedding(load_npy(path), str(path))
                     continue
-                digest = file_sha256(path)
+                digest = content_key(path)
                 cached = self._cache_load(digest)
                 if cached is not None:
                     out[i] = cached
@@ -140,15 +139,6 @@ class SpeechEncoder(ABC):
                 CmetWarning,
                 stacklevel=4,
             )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of the file's bytes: the cache key, independent of the file's name and location."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_npy(path: Path) -> np.ndarray:
