@@ -9,7 +9,8 @@ expression plus the offset, and the face is pasted back into the full-resolution
 
 Differences from the release on purpose (DESIGN.md): lips come from the video's own frames by default
 (``lips="audio"`` uses Audio2Lip on the video's speech as the release does), every frame is kept, and
-``strength`` scales the speech vector (1 is the release's behaviour).
+``strength`` sets the speech vector's sign and scales the predicted offset (1 is the release's behaviour,
+0 re-renders the original expression; see ``cmet.speech_vector``).
 
 torch, OpenCV and the networks are imported only after every weight file has been found, so a missing
 download is reported within a fraction of a second instead of after the multi-second torch import.
