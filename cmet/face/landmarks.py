@@ -8,7 +8,9 @@ their per-frame values, so a mouth opening shows on the frame where it happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 import threading
 import warnings
@@ -170,19 +172,34 @@ def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], floa
     return iter(source), float(fps or MODEL_FPS), "the frames"
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's C++ side logs graph-start notices straight to fd 2; keep them out of the user's terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _face_mesh():
     """This thread's FaceMesh, reset so a new clip does not start from the last clip's face."""
     mesh = getattr(_local, "mesh", None)
     if mesh is None:
         import mediapipe as mp
 
-        mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=MAX_FACES,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        with _native_stderr_silenced():
+            mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False,
+                max_num_faces=MAX_FACES,
+                refine_landmarks=True,
+                min_detection_confidence=0.5,
+                min_tracking_confidence=0.5,
+            )
         _local.mesh = mesh
     else:
         mesh.reset()
@@ -220,7 +237,8 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.nda
                 f"Frame {index} of {name} is {width}×{height} but the first was {size[0]}×{size[1]}; "
                 "pass frames of one size."
             )
-        faces = mesh.process(frame).multi_face_landmarks or []
+        with _native_stderr_silenced():
+            faces = mesh.process(frame).multi_face_landmarks or []
         if len(faces) > 1 and several_at is None:
             several_at = index
         rows.append(_largest(faces, width, height) if faces else missing)
