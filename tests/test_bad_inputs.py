@@ -229,7 +229,7 @@ def test_cli_sigint_mid_render(base: Base, tmp_path: Path) -> None:
         assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()[1][-2000:]}"
         assert time.monotonic() < deadline, "the render never started"
         time.sleep(0.05)
-    time.sleep(0.3)
+    time.sleep(0.1)
     assert proc.poll() is None, "finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # the whole process group, as a terminal's Ctrl-C does
     _, stderr = proc.communicate(timeout=60)
