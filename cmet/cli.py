@@ -84,11 +84,18 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int:
+    """0 or less would silently mean one batch of the whole video: the memory this option exists to save."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of frames, at least 1 (got {text!r})")
+    return int(text)
+
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=["auto", "lite", "official"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="frames rendered per batch (lower it to save memory)"
+        "--batch-size", type=_batch_size, default=16, help="frames rendered per batch (lower it to save memory)"
     )
 
 
