@@ -497,6 +497,14 @@ def _(ws: Workspace) -> Run:
     return Run(ws.face(), strength="strong")
 
 
+@case("batch_size_zero", r"--batch-size.*at least 1", api=False)
+def _(ws: Workspace) -> Run:
+    """0 (or less) used to mean "the whole video in one batch": the memory the option exists to save."""
+    run = Run(ws.face())
+    run.argv = [*Run(run.video, out=ws.out).cli_args(), "--batch-size", "0"]
+    return run
+
+
 # --------------------------------------------------------------------------- the output
 
 
