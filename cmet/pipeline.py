@@ -21,6 +21,7 @@ from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
 from cmet.presets import is_basic, preset_name
+from cmet.streaming import BackgroundSink, prefetch
 from cmet.timing import Stopwatch
 
 Progress = Callable[[float, str], None]
@@ -156,19 +157,25 @@ class EmotionEditor:
         started = time.perf_counter()
         done = 0
         with media.VideoWriter(out, info.fps, audio_source=video) as writer:
-            for start, batch in _batches(media.iter_frames(video), self.runtime.batch_size, clock):
+            sink = BackgroundSink(lambda frames: [writer.write(image) for image in frames])
+            batches = prefetch(_batches(media.iter_frames(video), self.runtime.batch_size))
+            while True:
+                with clock.stage("decode"):
+                    start, batch = next(batches, (done, None))
+                if batch is None:
+                    break
                 index = np.arange(start, start + len(batch))
                 with clock.stage("render"):
                     rendered = [self.engine.render(batch, index, analysis, offsets[n]) for n in targets]
                     frames = layout.compose([batch, *rendered]) if layout else rendered[0]
                 with clock.stage("write"):
-                    for image in frames:
-                        writer.write(image)
+                    sink.put(frames)
                 done += len(batch)
                 elapsed = time.perf_counter() - started
                 eta = elapsed / done * max(info.frames - done, 0)
                 report(0.1 + 0.9 * min(done / max(info.frames, 1), 1.0), f"frame {done}/{info.frames}, ETA {eta:.0f} s")
             with clock.stage("write"):
+                sink.close()
                 path = writer.close()
         return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
 
@@ -179,17 +186,13 @@ def _cached_frame(path: str, mtime_ns: int, index: int) -> np.ndarray:
     return media.read_frame(path, index)
 
 
-def _batches(frames: Iterator[np.ndarray], size: int, clock: Stopwatch) -> Iterator[tuple[int, np.ndarray]]:
-    """Group streamed frames into batches, timing the decode separately."""
-    start = 0
-    while True:
-        with clock.stage("decode"):
-            batch = []
-            for image in frames:
-                batch.append(image)
-                if len(batch) == size:
-                    break
-        if not batch:
-            return
+def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Group streamed frames into ``(first index, [N,H,W,3])`` batches."""
+    start, batch = 0, []
+    for image in frames:
+        batch.append(image)
+        if len(batch) == size:
+            yield start, np.stack(batch)
+            start, batch = start + len(batch), []
+    if batch:
         yield start, np.stack(batch)
-        start += len(batch)
