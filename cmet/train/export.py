@@ -77,7 +77,8 @@ def model_card(meta: dict) -> str:
         "",
         "## Training",
         f"- {meta['steps']} steps, batch {cfg['sampler']['batch_size']}, AdamW lr {cfg['lr']}, seed {meta['seed']}, "
-        f"{meta['train_seconds']} s on CPU; losses: {cfg['reconstruction']} (forward + flipped), supervised "
+        f"{meta['train_seconds']} s on a shared 2-core CPU (final training; each held-out fold is another such run); "
+        f"losses: {cfg['reconstruction']} (forward + flipped), supervised "
         f"contrastive ×{cfg['lambda_cnt']}, directional ×{cfg['lambda_dir']}.",
         f"- Speech input normalisation: {meta['normalisation']} standard deviation of the training embeddings "
         "(`speech_scale` in config.json).",
@@ -91,7 +92,8 @@ def model_card(meta: dict) -> str:
         per = ", ".join(f"{s} {100 * a:.1f}%" for s, a in heldout["accuracy"].items())
         base = ", ".join(f"{s} {100 * a:.1f}%" for s, a in heldout["nearest_centroid_baseline"].items())
         lines += [
-            f"Leave-one-speaker-out ({heldout['protocol']}), 7 emotions, chance {100 * heldout['chance']:.1f}%:",
+            f"Protocol: {heldout['protocol']}. {len(heldout['per_emotion'][next(iter(heldout['per_emotion']))])} "
+            f"emotions, chance {100 * heldout['chance']:.1f}%.",
             f"- connector: {per}; mean **{100 * heldout['accuracy_mean']:.1f}%**",
             f"- nearest-centroid in speech space (same subsets): {base}; mean "
             f"{100 * heldout['nearest_centroid_baseline_mean']:.1f}%",

@@ -7,7 +7,8 @@ tracked MEAD video, the per-frame expressions are synthesised: the source protot
 (a face's own resting expression) plus small per-frame noise, over a T-frame window.
 
 One intensity factor scales both the visual direction and the speech vector, so the connector learns to respond
-proportionally to the strength knob instead of learning a single fixed magnitude.
+proportionally to the strength knob instead of learning a single fixed magnitude; its range reaches down to
+weak vectors because some emotions (contempt) sit close to neutral in speech space.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class SamplerConfig:
     window: int = 5
     min_clips: int = 3
     max_clips: int = 10
-    intensity: tuple[float, float] = (0.6, 1.2)
+    intensity: tuple[float, float] = (0.25, 1.25)
     frame_noise: float = 0.3
     face_offset: float = 0.3
     ref_zero_prob: float = 0.3
