@@ -23,9 +23,8 @@ SUBCOMMANDS = ("train", "presets")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``presets`` on a ``python -m cmet`` sub-command parser."""
-    from cmet.train.trainer import RECIPES
-
+    """Register ``train`` and ``presets`` on a ``python -m cmet`` sub-command parser (no torch import: every
+    ``python -m cmet`` command builds this parser, and a missing-weights message must come back in well under 2 s)."""
     train = subparsers.add_parser(
         "train",
         help="train a lite connector (leave-one-speaker-out report, then all speakers)",
@@ -34,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--engine", choices=["lite"], default="lite", help="only the lite engine is trained here")
     train.add_argument("--speech", choices=list(SPEECH_CHOICES), default="emotion2vec", help="speech encoder space")
     train.add_argument("--data", type=Path, help="pools folder (default: the sample data for --speech)")
-    train.add_argument("--steps", type=int, help=f"optimiser steps per training (default {RECIPES['default'].steps})")
+    train.add_argument("--steps", type=int, help="optimiser steps per training (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="examples per step over all processes")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/lite/<speech>)")
