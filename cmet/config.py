@@ -41,6 +41,12 @@ class RuntimeConfig:
     max_seconds: float | None = None
     batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            from cmet.errors import InputError
+
+            raise InputError(f"The batch size must be at least 1 frame, got {self.batch_size}.")
+
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""

@@ -80,7 +80,7 @@ class EmotionEditor:
         if limit and info.duration > limit:
             raise InputError(
                 f"{Path(video).name} is {info.duration:.0f} s long, over this app's limit of {limit:.0f} s; "
-                "trim it or raise the limit (--max-seconds)."
+                "trim it or raise the limit (the app's --max-seconds)."
             )
         if out is not None:
             target = Path(out).resolve()
