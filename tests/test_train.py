@@ -121,6 +121,9 @@ def test_resume_continues_from_the_saved_step(pools, tiny_run, tmp_path):
         torch.testing.assert_close(a, b)
     with pytest.raises(InputError, match="other training settings"):
         train(pools, PROTOTYPES, replace(TINY, lr=1e-2), state_path=state, resume=True, log=lambda m: None)
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable training state"):
+        train(pools, PROTOTYPES, TINY, state_path=state, resume=True, log=lambda m: None)
 
 
 def test_cli_trains_evaluates_and_writes_checkpoint(data_root, tmp_path, capsys):

@@ -29,6 +29,7 @@ from cmet.train.data import SpeechPools
 from cmet.train.sampler import PairSampler, SamplerConfig
 
 NORMALISATIONS = ("feature", "global")
+_STATE_KEYS = {"model", "optimizer", "step", "seconds", "rng", "world", "config"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained connector (eval mode, unwrapped), its input scale and the per-step training losses."""
+    """The trained connector (eval mode, unwrapped), its input scale, the per-step losses of this session and
+    the training time in seconds (including the sessions before a resume)."""
 
     connector: Connector
     speech_scale: np.ndarray
@@ -139,7 +141,9 @@ def _rng_state(rng: np.random.Generator) -> dict:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 
 
-def _save_state(path: Path, model, optimizer, step: int, rng: np.random.Generator, config: TrainConfig) -> None:
+def _save_state(
+    path: Path, model, optimizer, step: int, seconds: float, rng: np.random.Generator, config: TrainConfig
+) -> None:
     """Rank 0 writes model, optimiser, step and every rank's RNG state (atomically: temp file + rename)."""
     rank, world = _world()
     states = [None] * world
@@ -157,6 +161,7 @@ def _save_state(path: Path, model, optimizer, step: int, rng: np.random.Generato
             "model": module.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
+            "seconds": seconds,
             "rng": states,
             "world": world,
             "config": config.to_dict(),
@@ -171,13 +176,15 @@ def _settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("steps", "save_every", "log_every")}
 
 
-def _load_state(path: Path, model, optimizer, rng: np.random.Generator, config: TrainConfig) -> int:
-    """Restore a state written by ``_save_state``; returns the step to continue from."""
+def _load_state(path: Path, model, optimizer, rng: np.random.Generator, config: TrainConfig) -> tuple[int, float]:
+    """Restore a state written by ``_save_state``; returns the step to continue from and the seconds spent."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise InputError(f"{path} is not a readable training state ({err}); delete it or drop --resume.") from err
-    if _settings(state.get("config", {})) != _settings(config.to_dict()):
+    if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+        raise InputError(f"{path} is not a cmet training state (from an older version?); delete it or drop --resume.")
+    if _settings(state["config"]) != _settings(config.to_dict()):
         raise InputError(f"{path} was written with other training settings; use the same ones or drop --resume.")
     rank, world = _world()
     if state["world"] != world:
@@ -186,7 +193,7 @@ def _load_state(path: Path, model, optimizer, rng: np.random.Generator, config: 
     optimizer.load_state_dict(state["optimizer"])
     rng.bit_generator.state = state["rng"][rank]["numpy"]
     torch.set_rng_state(state["rng"][rank]["torch"])
-    return int(state["step"])
+    return int(state["step"]), float(state["seconds"])
 
 
 def train(
@@ -234,9 +241,9 @@ def _train(pools, prototypes, config, state_path, resume, log) -> TrainResult:
     model = torch.nn.parallel.DistributedDataParallel(connector) if world > 1 else connector
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = Path(state_path) if state_path is not None else None
-    step = 0
+    step, spent = 0, 0.0
     if resume and state is not None and state.is_file():
-        step = _load_state(state, connector, optimizer, rng, config)
+        step, spent = _load_state(state, connector, optimizer, rng, config)
         if rank == 0:
             log(f"resumed {state} at step {step}")
     per_rank = config.sampler.batch_size // world
@@ -254,14 +261,14 @@ def _train(pools, prototypes, config, state_path, resume, log) -> TrainResult:
         step += 1
         losses.append(float(parts.total.detach()))
         if state is not None and (step % config.save_every == 0 or step == config.steps):
-            _save_state(state, model, optimizer, step, rng, config)
+            _save_state(state, model, optimizer, step, spent + time.perf_counter() - start, rng, config)
         if rank == 0 and (step % config.log_every == 0 or step == config.steps):
             log(
                 f"step {step}/{config.steps} loss {parts.total.item():.4f} (rec {parts.reconstruction.item():.4f}, "
                 f"cnt {parts.contrastive.item():.3f}, dir {parts.directional.item():.3f})"
             )
     connector.eval()
-    return TrainResult(connector, scale, sampler.emotions, losses, step, time.perf_counter() - start)
+    return TrainResult(connector, scale, sampler.emotions, losses, step, spent + time.perf_counter() - start)
 
 
 def _loss(model, batch, config: TrainConfig):
