@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -165,18 +166,27 @@ def test_preview_offsets_match_the_full_edit(edited, clip, speech):
 
 
 @pytest.mark.slow  # EDTalk encodes and renders a few frames on CPU
-def test_strength_scales_the_speech_vector(edited, speech):
+def test_strength_signs_the_speech_vector_and_scales_the_offset(edited, speech, clip):
     engine = edited[0].engine
-    one = engine.speech_vector(speech[0], speech[1], 1.0).vector
+    analysis = engine.analyse(clip, media.probe(clip))
+    one = engine.speech_vector(speech[0], speech[1], 1.0)
     expected = np.mean([np.load(p) for p in speech[1]], 0) - np.mean([np.load(p) for p in speech[0]], 0)
-    np.testing.assert_allclose(one, expected, atol=1e-6)
-    np.testing.assert_allclose(engine.speech_vector(speech[0], speech[1], -0.5).vector, -0.5 * one, atol=1e-6)
+    np.testing.assert_allclose(one.vector, expected, atol=1e-6)
+    assert one.gain == 1.0
+    half_back = engine.speech_vector(speech[0], speech[1], -0.5)
+    np.testing.assert_allclose(half_back.vector, -one.vector, atol=1e-6)
+    assert half_back.gain == 0.5
+    np.testing.assert_allclose(
+        engine.offsets(analysis, half_back), 0.5 * engine.offsets(analysis, replace(one, vector=-one.vector)), atol=1e-6
+    )
+    assert not engine.offsets(analysis, engine.speech_vector(speech[0], speech[1], 0.0)).any()
     with pytest.raises(InputError):
         engine.speech_vector([], speech[1], 1.0)
     from cmet.presets import get_preset
 
     happy = engine.speech_vector([], "preset:happy", 2.0)
-    np.testing.assert_allclose(happy.vector, 2.0 * get_preset("happy", "emotion2vec_plus_large").vector, rtol=1e-6)
+    np.testing.assert_allclose(happy.vector, get_preset("happy", "emotion2vec_plus_large").vector, rtol=1e-6)
+    assert happy.gain == 2.0
 
 
 @pytest.mark.slow  # EDTalk encodes and renders a few frames on CPU
