@@ -15,6 +15,8 @@ REPO_ROOT = PACKAGE_DIR.parent
 MODEL_FPS = 25
 SPEECH_RATE = 16000
 HUB_REPO = "coldhyuk/C-MET"
+# Speech encoder name → the folder name its lite connector and presets live under.
+ENCODER_FOLDERS = {"emotion2vec_plus_large": "emotion2vec", "egemaps_v02": "egemaps"}
 
 
 def checkpoints_dir() -> Path:

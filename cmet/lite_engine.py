@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cmet import media
-from cmet.config import cache_dir, lite_dir, resolve_device
+from cmet.config import ENCODER_FOLDERS, cache_dir, lite_dir, resolve_device
 from cmet.connector import Connector
 from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
@@ -30,7 +30,6 @@ from cmet.timeline import source_offsets
 from cmet.timing import NullClock
 
 EGEMAPS = "egemaps_v02"
-_FOLDERS = {E2V: "emotion2vec", EGEMAPS: "egemaps"}
 
 
 @dataclass
@@ -61,7 +60,7 @@ class LiteEngine:
     def connector(self, encoder: str) -> tuple[Connector, dict[str, Any]]:
         """The trained lite connector for ``encoder``'s speech space (loaded once)."""
         if encoder not in self._connectors:
-            folder = lite_dir() / _FOLDERS[encoder]
+            folder = lite_dir() / ENCODER_FOLDERS[encoder]
             if not (folder / "config.json").is_file():
                 raise MissingWeightsError(
                     f"lite connector for {encoder}", folder, "python -m cmet train --engine lite", "It ships with cmet."

@@ -1,6 +1,6 @@
 """Named speech semantic vectors shipped with cmet (``target="preset:happy"``).
 
-Presets live in ``assets/presets/<encoder>/<name>.npz`` (built by ``python -m cmet presets`` from
+Presets live in ``assets/presets/<emotion2vec|egemaps>/<name>.npz`` (built by ``python -m cmet presets`` from
 the C-MET release's sample pools; only the derived vectors are shipped). They let the offline default
 show basic and extended emotions without any speech model.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from cmet.config import REPO_ROOT
+from cmet.config import ENCODER_FOLDERS, REPO_ROOT
 from cmet.errors import InputError
 from cmet.semantic import Preset, load_presets
 
@@ -22,16 +22,14 @@ PREFIX = "preset:"
 @lru_cache(maxsize=8)
 def presets_for(encoder: str) -> dict[str, Preset]:
     """All presets in one encoder's space (empty when none are shipped for it)."""
-    return load_presets(PRESET_ROOT / encoder)
+    return load_presets(PRESET_ROOT / ENCODER_FOLDERS[encoder])
 
 
 def list_presets() -> dict[str, list[str]]:
     """Preset names over all encoders, split into the 8 MEAD emotions and extended ones."""
     names: set[str] = set()
-    if PRESET_ROOT.is_dir():
-        for folder in PRESET_ROOT.iterdir():
-            if folder.is_dir():
-                names |= set(presets_for(folder.name))
+    for encoder in ENCODER_FOLDERS:
+        names |= set(presets_for(encoder))
     basic = [n for n in BASIC_EMOTIONS if n in names]
     extended = sorted(names - set(BASIC_EMOTIONS))
     return {"basic": basic, "extended": extended}
@@ -58,4 +56,4 @@ def get_preset(name: str, encoder: str) -> Preset:
 
 
 def preset_path(name: str, encoder: str) -> Path:
-    return PRESET_ROOT / encoder / f"{name}.npz"
+    return PRESET_ROOT / ENCODER_FOLDERS[encoder] / f"{name}.npz"

@@ -1,6 +1,6 @@
 """Build the shipped emotion presets: speech semantic vectors of each emotion pool vs the MEAD neutral pool.
 
-Only these derived vectors are committed (``assets/presets/<encoder>/<name>.npz``), never the clips or their
+Only these derived vectors are committed (``assets/presets/<emotion2vec|egemaps>/<name>.npz``), never the clips or their
 per-clip embeddings. The MEAD emotions use every clip of the three sample speakers; the extended emotions
 (synthesised speech) are measured against the same MEAD neutral pool, as the official inference does.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmet.config import REPO_ROOT
+from cmet.config import ENCODER_FOLDERS, REPO_ROOT
 from cmet.semantic import Preset
 from cmet.speech import get_encoder
 from cmet.train.data import EMOTION2VEC, MEAD_EMOTIONS, NEUTRAL, index_clips, load_pools, sample_roots
@@ -55,5 +55,5 @@ def build_presets(samples: str | Path, encoder_name: str) -> list[Preset]:
 
 
 def write_presets(presets: list[Preset], out: str | Path) -> list[Path]:
-    """Save each preset as ``out/<encoder>/<name>.npz``."""
-    return [preset.save(Path(out) / preset.encoder / f"{preset.name}.npz") for preset in presets]
+    """Save each preset as ``out/<encoder folder>/<name>.npz``."""
+    return [preset.save(Path(out) / ENCODER_FOLDERS[preset.encoder] / f"{preset.name}.npz") for preset in presets]
