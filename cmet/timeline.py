@@ -6,27 +6,11 @@ windows up to its frame, rounded up to whole windows (the last partial window is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
-import torch
 
 from cmet import media
 from cmet.config import MODEL_FPS
-from cmet.connector import Connector, infer_offsets
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """The window loop is many tiny sequential forwards: intra-op threads only add sync cost (14 s vs 0.2 s
-    for 125 frames on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from cmet.connector import Connector, infer_offsets, one_thread
 
 
 def source_offsets(
@@ -51,6 +35,6 @@ def source_offsets(
     if gain == 0.0:
         return np.zeros((len(to_model), neutral.shape[1]), np.float32)
     frames = np.minimum(media.model_to_source(n_model, info.fps, info.frames)[:last], len(neutral) - 1)
-    with _one_thread():
+    with one_thread():
         model = np.asarray(infer_offsets(connector, speech.astype(np.float32), neutral[frames]), dtype=np.float32)
     return gain * model[np.minimum(to_model, last - 1)]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cmet.connector import infer_offsets
+from cmet.connector import infer_offsets, one_thread
 from cmet.errors import InputError
 from cmet.train.data import NEUTRAL, SpeechPools
-from cmet.train.trainer import TrainConfig, TrainResult, one_thread, train
+from cmet.train.trainer import TrainConfig, TrainResult, train
 
 
 @dataclass(frozen=True)

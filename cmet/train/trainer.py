@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cmet.connector import Connector, ConnectorConfig
+from cmet.connector import Connector, ConnectorConfig, one_thread
 from cmet.errors import InputError
 from cmet.losses import LAMBDA_CNT, LAMBDA_DIR, total_loss
 from cmet.train.data import SpeechPools
@@ -211,21 +210,6 @@ def train(
     """
     with one_thread():
         return _train(pools, prototypes, config, state_path, resume, log)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch ops on one intra-op thread, then restore the setting.
-
-    The lite connector's tensors are tiny, so extra threads only add synchronisation (5x slower measured with
-    2 threads on a busy 2-core machine); torchrun processes are the way to use more cores.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(pools, prototypes, config, state_path, resume, log) -> TrainResult:
