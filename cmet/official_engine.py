@@ -19,7 +19,6 @@ download is reported within a fraction of a second instead of after the multi-se
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from cmet import hub, media
 from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir
 from cmet.errors import InputError
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
+from cmet.streaming import batched
 from cmet.timing import NullClock
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class OfficialEngine:
         source = None
         start = 0
         with clock.stage("encode"), torch.inference_mode(), self._autocast():
-            for batch in _batches(media.iter_frames(video), self.batch_size):
+            for _, batch in batched(media.iter_frames(video), self.batch_size):
                 rows = np.arange(start, min(start + len(batch), count))
                 start += len(batch)
                 keep = rows[face.valid[rows]]
@@ -250,15 +250,3 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
     pixels = images.float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
     return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Consecutive stacks of at most ``size`` frames from a frame iterator (never the whole video at once)."""
-    batch = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)

@@ -8,7 +8,7 @@ a speech vector, a per-video analysis, per-frame offsets and a batch render.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,7 @@ from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
 from cmet.presets import is_basic, preset_name
-from cmet.streaming import BackgroundSink, prefetch
+from cmet.streaming import BackgroundSink, batched, prefetch
 from cmet.timing import Stopwatch
 
 Progress = Callable[[float, str], None]
@@ -158,7 +158,7 @@ class EmotionEditor:
         done = 0
         with media.VideoWriter(out, info.fps, audio_source=video) as writer:
             sink = BackgroundSink(lambda frames: [writer.write(image) for image in frames])
-            batches = prefetch(_batches(media.iter_frames(video), self.runtime.batch_size))
+            batches = prefetch(batched(media.iter_frames(video), self.runtime.batch_size))
             while True:
                 with clock.stage("decode"):
                     start, batch = next(batches, (done, None))
@@ -184,15 +184,3 @@ class EmotionEditor:
 def _cached_frame(path: str, mtime_ns: int, index: int) -> np.ndarray:
     """Seeking costs up to a keyframe interval of decoding; slider moves on one frame should not pay it again."""
     return media.read_frame(path, index)
-
-
-def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Group streamed frames into ``(first index, [N,H,W,3])`` batches."""
-    start, batch = 0, []
-    for image in frames:
-        batch.append(image)
-        if len(batch) == size:
-            yield start, np.stack(batch)
-            start, batch = start + len(batch), []
-    if batch:
-        yield start, np.stack(batch)
