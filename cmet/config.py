@@ -29,6 +29,14 @@ def lite_dir() -> Path:
     return Path(os.environ.get("CMET_LITE", REPO_ROOT / "checkpoints" / "lite"))
 
 
+def worker_count() -> int:
+    """Threads for frame-parallel work (tracking stretches, render batches); ``CMET_WORKERS`` overrides.
+
+    Capped at 4: beyond that the ffmpeg decoder and encoder need the remaining cores.
+    """
+    return max(1, int(os.environ.get("CMET_WORKERS", min(4, os.cpu_count() or 1))))
+
+
 def cache_dir() -> Path:
     """Embedding cache; ``CMET_CACHE`` overrides ``~/.cache/cmet``."""
     return Path(os.environ.get("CMET_CACHE", Path.home() / ".cache" / "cmet"))
@@ -42,12 +50,17 @@ class RuntimeConfig:
     temp_dir: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
     max_seconds: float | None = None
     batch_size: int = 16
+    workers: int = field(default_factory=lambda: worker_count())  # render batches at once (engines that allow it)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             from cmet.errors import InputError
 
             raise InputError(f"The batch size must be at least 1 frame, got {self.batch_size}.")
+        if self.workers < 1:
+            from cmet.errors import InputError
+
+            raise InputError(f"The number of workers must be at least 1, got {self.workers}.")
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -23,6 +23,7 @@ class Engine(Protocol):
 
     name: str
     device: str
+    parallel_render: bool  # batches may render on several threads at once (single-threaded CPU kernels)
 
     def speech_vector(self, reference: list, target: Any, strength: float) -> Any: ...
 

@@ -285,6 +285,11 @@ def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
     return _Probe(info, stream.index, pts)
 
 
+def clear_probe_cache() -> None:
+    """Forget every probe, so the next one decodes again (benchmarks time it)."""
+    _probe_cached.cache_clear()
+
+
 def _frame_times_cmd(path: Path, stream: int, *limit: str) -> list[str]:
     """Decode to per-frame timestamps only; pixel-accuracy shortcuts (no loop filter/IDCT) do not change them."""
     return [
@@ -308,14 +313,25 @@ def _framecrc_times(text: str) -> np.ndarray:
 # --------------------------------------------------------------------------- frames
 
 
-def iter_frames(path: str | Path, fps: float | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, fps: float | None = None, start: int = 0, count: int | None = None
+) -> Iterator[np.ndarray]:
     """Stream RGB uint8 frames (H×W×3, as displayed); ``fps`` resamples with ffmpeg's fps filter.
 
-    Validation happens here, eagerly; decoding happens lazily. If the consumer stops early the
-    ffmpeg process is killed when the iterator is closed or garbage-collected.
+    ``start``/``count`` (source frames, only without ``fps``) read one stretch by an accurate seek, so
+    several readers can split a video between them. Validation happens here, eagerly; decoding happens
+    lazily. If the consumer stops early the ffmpeg process is killed when the iterator is closed or
+    garbage-collected.
     """
     header, stream = _video_header(path)
-    cmd = [*_base_cmd(), "-v", "error", "-i", _url(header.path), "-map", f"0:{stream.index}", "-an", "-sn", "-dn"]
+    cmd = [*_base_cmd(), "-v", "error"]
+    if start or count is not None:
+        if fps is not None:
+            raise ValueError("start and count select source frames; they cannot be combined with fps")
+        cmd += _seek_args(_probe(path), start)
+    cmd += ["-i", _url(header.path), "-map", f"0:{stream.index}", "-an", "-sn", "-dn"]
+    if count is not None:
+        cmd += ["-frames:v", str(count)]
     if fps is None:
         cmd += ["-fps_mode", "passthrough"]
     else:
@@ -323,6 +339,17 @@ def iter_frames(path: str | Path, fps: float | None = None) -> Iterator[np.ndarr
         cmd += ["-vf", f"setpts=PTS-STARTPTS,fps={rate.numerator}/{rate.denominator}"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     return _stream_frames(cmd, stream.width, stream.height, header.path, fps)
+
+
+def _seek_args(probed: _Probe, source: int) -> list[str]:
+    """Input options that start decoding at source frame ``source`` exactly.
+
+    The seek lands half-way to the previous frame: ffmpeg's accurate seek then keeps the first
+    frame at or after that time, whatever the rounding of the timestamps.
+    """
+    if source <= 0:
+        return []
+    return ["-ss", f"{(probed.pts[source - 1] + probed.pts[source]) / 2:.6f}"]
 
 
 def _stream_frames(cmd: list[str], width: int, height: int, path: Path, fps: float | None) -> Iterator[np.ndarray]:
@@ -384,9 +411,7 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
         source = int(model_to_source(n_model, info.fps, info.frames, fps)[index])
     if not 0 <= source < info.frames:
         raise IndexError(f"frame {index} is outside 0..{info.frames - 1} of {info.path}")
-    cmd = [*_base_cmd(), "-v", "error"]
-    if source > 0:  # halfway to the previous frame: accurate seek keeps the first frame at or after this time
-        cmd += ["-ss", f"{(probed.pts[source - 1] + probed.pts[source]) / 2:.6f}"]
+    cmd = [*_base_cmd(), "-v", "error", *_seek_args(probed, source)]
     cmd += ["-i", _url(info.path), "-map", f"0:{probed.stream}", "-frames:v", "1", "-f", "rawvideo"]
     cmd += ["-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True)

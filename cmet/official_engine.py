@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmet import hub, media
-from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir
+from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir, worker_count
 from cmet.errors import InputError
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.streaming import batched
@@ -73,6 +73,7 @@ class OfficialEngine:
     """
 
     name = "official"
+    parallel_render = False  # its networks already use every core (CPU) or the one GPU
 
     def __init__(
         self,
@@ -148,7 +149,7 @@ class OfficialEngine:
             self._analyses.move_to_end(key)
             return self._analyses[key]
         with clock.stage("track"):
-            face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz")
+            face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz", workers=worker_count())
         transforms = crop_transforms(face.transforms)
         outlines = apply_similarity(transforms, face.landmarks[:, list(FACE_OVAL), :2]).astype(np.float32)
         count = len(face)

@@ -21,7 +21,7 @@ from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
 from cmet.presets import is_basic, preset_name
-from cmet.streaming import BackgroundSink, batched, prefetch
+from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
 from cmet.timing import Stopwatch
 
 Progress = Callable[[float, str], None]
@@ -154,23 +154,36 @@ class EmotionEditor:
             if grid
             else None
         )
+
+        def decoded():
+            frames = prefetch(batched(media.iter_frames(video), self.runtime.batch_size))
+            while True:
+                with clock.stage("decode"):
+                    item = next(frames, None)
+                if item is None:
+                    return
+                yield item
+
+        def render(item: tuple[int, np.ndarray]) -> np.ndarray:
+            start, batch = item
+            index = np.arange(start, start + len(batch))
+            rendered = [self.engine.render(batch, index, analysis, offsets[n]) for n in targets]
+            return layout.compose([batch, *rendered]) if layout else rendered[0]
+
+        workers = self.runtime.workers if self.engine.parallel_render else 1
         started = time.perf_counter()
         done = 0
         with media.VideoWriter(out, info.fps, audio_source=video) as writer:
             sink = BackgroundSink(lambda frames: [writer.write(image) for image in frames])
-            batches = prefetch(batched(media.iter_frames(video), self.runtime.batch_size))
+            results = ordered_map(render, decoded(), workers)
             while True:
-                with clock.stage("decode"):
-                    start, batch = next(batches, (done, None))
-                if batch is None:
-                    break
-                index = np.arange(start, start + len(batch))
                 with clock.stage("render"):
-                    rendered = [self.engine.render(batch, index, analysis, offsets[n]) for n in targets]
-                    frames = layout.compose([batch, *rendered]) if layout else rendered[0]
+                    frames = next(results, None)
+                if frames is None:
+                    break
                 with clock.stage("write"):
                     sink.put(frames)
-                done += len(batch)
+                done += len(frames)
                 elapsed = time.perf_counter() - started
                 eta = elapsed / done * max(info.frames - done, 0)
                 report(0.1 + 0.9 * min(done / max(info.frames, 1), 1.0), f"frame {done}/{info.frames}, ETA {eta:.0f} s")

@@ -183,3 +183,21 @@ def test_sample_video(samples_dir):
     assert result.valid.mean() > 0.95
     iod = result.inter_ocular()[result.valid] / result.size[0]
     assert 0.1 < np.median(iod) < 0.5
+
+
+def test_parallel_stretches_track_like_one_pass(tmp_path):
+    """Two FaceMesh threads on two halves of a file give the one-pass track, and fd 2 is restored after."""
+    import os
+
+    from cmet import media
+
+    frames = [_warp(astronaut(), 4 * np.sin(t / 8), 1.0, (t / 4, 0))[0] for t in range(110)]
+    video = media.write_video(tmp_path / "talk.mp4", frames, 25.0)
+    before = os.fstat(2)
+    one = track(video)
+    two = track(video, workers=2)
+    after = os.fstat(2)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
+    assert len(two) == len(one) == 110 and two.valid.all()
+    error = np.abs(two.landmarks[..., :2] - one.landmarks[..., :2]).max(axis=(1, 2))
+    assert np.median(error) < 0.05 and error.max() < 3.0  # only the frames near the seam may differ

@@ -215,6 +215,17 @@ def test_read_frame_seeks_to_the_same_pixels(tmp_path):
         media.read_frame(src, len(frames))
 
 
+def test_stretches_read_by_seeking_join_to_the_whole_video(tmp_path):
+    src = mf.make_video(tmp_path / "v.mp4", fps=NTSC, seconds=3.0, audio=False)
+    frames = list(media.iter_frames(src))
+    bounds = [0, 1, 31, 60, len(frames)]
+    joined = [f for a, b in zip(bounds[:-1], bounds[1:]) for f in media.iter_frames(src, start=a, count=b - a)]
+    assert _indices(joined) == _indices(frames)
+    assert all(np.array_equal(a, b) for a, b in zip(joined, frames))
+    with pytest.raises(ValueError, match="fps"):
+        media.iter_frames(src, fps=25, start=3)
+
+
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_rotation_metadata_reads_as_displayed(tmp_path, rotation):
     src = mf.make_video(tmp_path / "phone.mp4", size=(64, 48), seconds=0.2, rotation=rotation)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cmet import media
+from cmet.config import RuntimeConfig
 from cmet.errors import InputError
 from cmet.face.landmarks import track
 from cmet.face.regions import LIP_CORNERS
@@ -64,6 +65,22 @@ def test_strength_zero_reproduces_input(editor, tmp_path):
     a, b = _frames(CLIP).astype(np.float64), _frames(out).astype(np.float64)
     mse = ((a[: len(b)] - b[: len(a)]) ** 2).mean()
     assert 10 * np.log10(255**2 / mse) >= 35
+
+
+def test_parallel_render_gives_the_same_frames(editor, tmp_path):
+    """Render batches on several threads are written in order: the frames match the one-thread edit."""
+    outputs = []
+    for workers in (1, 3):
+        runner = EmotionEditor(editor.engine, runtime=RuntimeConfig(workers=workers, batch_size=8))
+        outputs.append(_frames(runner.edit(CLIP, None, "preset:sad", 1.0, tmp_path / f"{workers}.mp4").path))
+    assert np.array_equal(*outputs)
+
+
+def test_runtime_settings_are_checked():
+    with pytest.raises(InputError, match="batch size"):
+        RuntimeConfig(batch_size=0)
+    with pytest.raises(InputError, match="workers"):
+        RuntimeConfig(workers=0)
 
 
 def test_negative_strength_moves_the_other_way(editor):

@@ -16,6 +16,7 @@ import threading
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,12 @@ POSE_WINDOW = 9  # frames of the centred pose fit (0.36 s at 25 fps)
 STABLE_WINDOW = 5  # lighter: stable points only jitter, they do not move on their own
 POLYORDER = 2
 FORMAT_VERSION = 1
+MIN_SEGMENT = 50  # frames: shorter stretches are not worth a second decoder and a fresh detection
 
 _local = threading.local()
+_executor: ThreadPoolExecutor | None = None
+_executor_size = 0
+_pool_lock = threading.Lock()
 
 
 @dataclass
@@ -127,15 +132,22 @@ def track(
     fps: float | None = None,
     smooth: bool = True,
     min_valid_fraction: float = 0.5,
+    workers: int = 1,
 ) -> FaceTrack:
     """Track the largest face through a video file or a sequence of RGB uint8 frames.
 
     ``fps``: for a file, the rate to read it at (``None`` keeps its own); for frames, their rate
     (``None`` means the model rate, 25). Gaps of up to 5 frames are interpolated; a clip where
     fewer than ``min_valid_fraction`` of the frames show a face raises :class:`InputError`.
+    ``workers`` > 1 splits a file read at its own rate into that many stretches tracked at once (one
+    FaceMesh per thread; MediaPipe releases the GIL), each starting with a fresh detection.
     """
     frames, rate, name = _open(source, fps)
-    raw, detected, size, several_at = _detect(frames, name)
+    segments = _segments(source, fps, workers)
+    if segments:
+        raw, detected, size, several_at = _detect_segments(Path(source), segments, name)
+    else:
+        raw, detected, size, several_at = _detect(frames, name)
     if several_at is not None:
         warnings.warn(
             f"Several faces were found in {name} (first at {several_at / rate:.1f} s); the largest one is used.",
@@ -172,18 +184,34 @@ def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], floa
     return iter(source), float(fps or MODEL_FPS), "the frames"
 
 
+_silence_lock = threading.Lock()
+_silence_depth = 0
+_saved_stderr = -1
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    """MediaPipe's C++ side logs graph-start notices straight to fd 2; keep them out of the user's terminal."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    """MediaPipe's C++ side logs graph-start notices straight to fd 2; keep them out of the user's terminal.
+
+    fd 2 belongs to the process, so trackers on several threads share one redirection: the first to
+    enter points fd 2 at the null device and the last to leave restores it.
+    """
+    global _silence_depth, _saved_stderr
+    with _silence_lock:
+        if _silence_depth == 0:
+            sys.stderr.flush()
+            _saved_stderr = os.dup(2)
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+        _silence_depth += 1
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _silence_lock:
+            _silence_depth -= 1
+            if _silence_depth == 0:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
 
 
 def _face_mesh():
@@ -246,6 +274,48 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.nda
         raise InputError(f"{name[0].upper()}{name[1:]} has no frames; pass a video with at least one frame.")
     raw = np.stack(rows)
     return raw, ~np.isnan(raw[:, 0, 0]), size, several_at
+
+
+def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int, int]]:
+    """``[(start, count)]`` stretches of a video file for parallel tracking; empty when it is not worth it."""
+    if workers <= 1 or fps is not None or not isinstance(source, (str, os.PathLike)):
+        return []
+    from cmet.media import probe
+
+    frames = probe(source).frames
+    parts = min(workers, frames // MIN_SEGMENT)
+    if parts <= 1:
+        return []
+    bounds = np.linspace(0, frames, parts + 1).round().astype(int)
+    return [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _detect_segments(
+    path: Path, segments: list[tuple[int, int]], name: str
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int | None]:
+    """:func:`_detect` over stretches of one file at once, joined in order."""
+    from cmet.media import iter_frames
+
+    def one(segment: tuple[int, int]):
+        start, count = segment
+        return _detect(iter_frames(path, start=start, count=count), name)
+
+    parts = list(_pool(len(segments)).map(one, segments))
+    several = [start + part[3] for (start, _), part in zip(segments, parts) if part[3] is not None]
+    raw = np.concatenate([part[0] for part in parts])
+    expected = sum(count for _, count in segments)
+    if len(raw) != expected:  # a stream whose seeks do not land on exact frames: read it in one go instead
+        return _detect(iter_frames(path), name)
+    return raw, np.concatenate([part[1] for part in parts]), parts[0][2], min(several, default=None)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Tracking threads live on between videos, so each keeps its FaceMesh graph (building one takes ~0.1 s)."""
+    global _executor, _executor_size
+    with _pool_lock:
+        if _executor is None or _executor_size < workers:
+            _executor, _executor_size = ThreadPoolExecutor(workers, thread_name_prefix="cmet-track"), workers
+        return _executor
 
 
 def _largest(faces: list, width: int, height: int) -> np.ndarray:
@@ -345,7 +415,7 @@ def _boxes(points: np.ndarray) -> np.ndarray:
         return np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1).astype(np.float32)
 
 
-def track_cached(video: str | os.PathLike, cache_file: str | os.PathLike) -> FaceTrack:
+def track_cached(video: str | os.PathLike, cache_file: str | os.PathLike, workers: int = 1) -> FaceTrack:
     """:func:`track` of a video file through an on-disk cache; a damaged or outdated entry is rebuilt."""
     cache = Path(cache_file)
     if cache.is_file():
@@ -353,6 +423,6 @@ def track_cached(video: str | os.PathLike, cache_file: str | os.PathLike) -> Fac
             return FaceTrack.load(cache)
         except InputError:
             pass
-    face = track(video)
+    face = track(video, workers=workers)
     face.save(cache)
     return face

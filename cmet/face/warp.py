@@ -36,6 +36,7 @@ class Warper:
 
     knot_px: float = 2.0  # finest spline knot spacing in pixels (the field is bilinear between knots)
     max_levels: int = 7  # at most 2^7 knot intervals along the crop's long side (accuracy relative to the face)
+    first_level: int = 2  # the coarsest lattice has 2^2 intervals (coarser ones change < 1 grey level in a face)
     margin: float = 0.25  # the crop is the points' box grown by this fraction of its size on each side
     ring: int = 8  # fixed anchors per side of the crop border
     pin: tuple[int, ...] = R.FACE_OVAL  # 478-point layouts: these points never move (outline, jaw, forehead top)
@@ -142,7 +143,7 @@ class Warper:
         centres = torch.cat([dst_u, anchors], 1).float()
         offsets = torch.cat([src_u - dst_u, torch.zeros_like(anchors)], 1).float()
         levels = min(self.max_levels, max(2, math.ceil(math.log2(scale / self.knot_px))))
-        knots = _knot_values(_mba_lattice(centres, offsets, levels))  # [n, 2, K, K], K = 2^levels + 1
+        knots = _knot_values(_mba_lattice(centres, offsets, levels, self.first_level))  # [n, 2, K, K], K = 2^levels + 1
         side = knots.shape[-1]
         fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
         knots = knots * fade[:, None].to(device=knots.device) * scale
@@ -220,13 +221,13 @@ def _bspline(s: torch.Tensor) -> torch.Tensor:
     return torch.stack([(1 - s) ** 3, 3 * s3 - 6 * s2 + 4, -3 * s3 + 3 * s2 + 3 * s + 1, s3], -1) / 6.0
 
 
-def _taps(positions: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _taps(positions: torch.Tensor, levels: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat lattice indices and weights ``[levels + 1, ..., 16]`` of the 4×4 coefficients under each position.
 
     Level ``l`` has knots every ``2^-l`` of the unit square and a ``(2^l + 3)²`` lattice whose
     coefficient ``j`` sits on the knot at ``(j − 1) · 2^-l``.
     """
-    cells = 2.0 ** torch.arange(levels + 1, device=positions.device, dtype=positions.dtype)
+    cells = 2.0 ** torch.arange(first, levels + 1, device=positions.device, dtype=positions.dtype)
     cells = cells.reshape(-1, *([1] * positions.ndim))
     u = positions[None] * cells
     base = torch.minimum(u.floor().clamp(min=0), cells - 1)
@@ -238,9 +239,10 @@ def _taps(positions: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Ten
     return (iy * (cells[..., None].long() + 3) + ix).flatten(-2), weights
 
 
-def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int) -> torch.Tensor:
+def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int, first: int = 0) -> torch.Tensor:
     """Multilevel B-spline approximation of ``values [n, M, 2]`` at ``points [n, M, 2]`` in the unit square:
-    one ``[n, 2, L, L]`` cubic B-spline lattice, L = 2^levels + 3.
+    one ``[n, 2, L, L]`` cubic B-spline lattice, L = 2^levels + 3, fitted from level ``first`` (2^first knot
+    intervals) up.
 
     Each level fits a lattice twice as fine as the last to what the coarser ones left over (the
     closed-form local least squares of the BA step), so the sum is smooth yet passes close to every
@@ -249,20 +251,22 @@ def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int) -> tor
     n = len(points)
     inside = ((points >= 0) & (points <= 1)).all(-1).to(values.dtype)  # points beyond the crop do not vote
     residual = values * inside[..., None]
-    indices, weights = _taps(points, levels)  # [levels + 1, n, M, 16]
+    first = min(first, levels)
+    indices, weights = _taps(points, levels, first)  # [levels + 1 - first, n, M, 16]
     weights = weights * inside[..., None]
     squared = weights.square()
     shares = weights * squared / squared.sum(-1, keepdim=True).clamp_min(1e-12)
     frame = torch.arange(n, device=points.device)[:, None, None]
     total = None
-    for level, (index, weight, share, square) in enumerate(zip(indices, weights, shares, squared)):
+    for level, (index, weight, share, square) in enumerate(zip(indices, weights, shares, squared), start=first):
         size = (2**level + 3) ** 2
         flat = (index + frame * size).flatten()
         votes = torch.cat([share[..., None] * residual[:, :, None], square[..., None]], -1)
         sums = values.new_zeros(n * size, 3).index_add_(0, flat, votes.reshape(-1, 3))
         lattice = (sums[:, :2] / sums[:, 2:].clamp_min(1e-12)).reshape(n, size, 2)
-        gathered = torch.gather(lattice, 1, index.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(*index.shape, 2)
-        residual = residual - (gathered * weight[..., None]).sum(2)
+        if level < levels:  # the finest level leaves nothing for a next one to fit
+            gathered = torch.gather(lattice, 1, index.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(*index.shape, 2)
+            residual = residual - (gathered * weight[..., None]).sum(2)
         lattice = lattice.reshape(n, 2**level + 3, 2**level + 3, 2).permute(0, 3, 1, 2)
         total = lattice if total is None else _refine(total) + lattice
     return total
