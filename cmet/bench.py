@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cmet.config import SPEECH_RATE
+from cmet.config import MODEL_FPS, SPEECH_RATE, worker_count
+from cmet.face.landmarks import MIN_SEGMENT
 
 STAGES = ("probe", "speech", "track", "encode", "connector", "decode", "render", "write")
 
@@ -95,7 +96,8 @@ def run(
         folder = Path(tmp)
         os.environ["CMET_CACHE"] = str(folder / "cache")
         editor = EmotionEditor.load(engine=engine, device=device)
-        warm = make_input(folder, 1.0, min(size, 256), name="warmup")
+        # long enough to be tracked in parallel stretches, so every worker's FaceMesh graph is built here
+        warm = make_input(folder, (worker_count() * MIN_SEGMENT + 5) / MODEL_FPS, min(size, 256), name="warmup")
         editor.edit(warm, None, "preset:happy", 1.0, folder / "warm_out.mp4")
         clip = Path(video) if video else make_input(folder, seconds, size)
         info = media.probe(clip)

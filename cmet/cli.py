@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from cmet.config import X264_PRESETS
 from cmet.errors import CmetError, CmetWarning
 
 Command = Callable[[argparse.Namespace], int]
@@ -49,7 +50,7 @@ def _editor(args: argparse.Namespace):
     from cmet.config import RuntimeConfig
     from cmet.pipeline import EmotionEditor
 
-    runtime = RuntimeConfig(batch_size=args.batch_size)
+    runtime = RuntimeConfig(batch_size=args.batch_size, x264_preset=args.x264_preset)
     editor = EmotionEditor.load(engine=args.engine, device=args.device, runtime=runtime)
     print(f"engine: {editor.engine_name} on {editor.device} ({editor.engine_reason})", file=sys.stderr)
     return editor
@@ -96,6 +97,12 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--batch-size", type=_batch_size, default=16, help="frames rendered per batch (lower it to save memory)"
+    )
+    parser.add_argument(
+        "--x264-preset",
+        default="superfast",
+        choices=X264_PRESETS,
+        help="output encoder speed: slower presets make smaller files at the same quality (default superfast)",
     )
 
 

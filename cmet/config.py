@@ -17,6 +17,7 @@ SPEECH_RATE = 16000
 HUB_REPO = "coldhyuk/C-MET"
 # Speech encoder name → the folder name its lite connector and presets live under.
 ENCODER_FOLDERS = {"emotion2vec_plus_large": "emotion2vec", "egemaps_v02": "egemaps"}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def checkpoints_dir() -> Path:
@@ -51,6 +52,9 @@ class RuntimeConfig:
     max_seconds: float | None = None
     batch_size: int = 16
     workers: int = field(default_factory=lambda: worker_count())  # render batches at once (engines that allow it)
+    # x264 speed/size trade-off of the output; at CRF 18 "superfast" measured the same PSNR as "veryfast" with
+    # files ~2× larger, for ~2.8 ms less CPU per 512² frame (a tenth of a lite edit on 2 cores).
+    x264_preset: str = "superfast"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -61,6 +65,10 @@ class RuntimeConfig:
             from cmet.errors import InputError
 
             raise InputError(f"The number of workers must be at least 1, got {self.workers}.")
+        if self.x264_preset not in X264_PRESETS:
+            from cmet.errors import InputError
+
+            raise InputError(f"The x264 preset must be one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}.")
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -211,7 +211,8 @@ class Connector(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def _tokenize_visual(self, encoder: nn.Sequential, frames: torch.Tensor) -> torch.Tensor:
+    def tokenize_visual(self, encoder: nn.Sequential, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, T, Dv]`` → ``[B, T, d_model]``: each frame's vector becomes one normalised token."""
         b, t, dv = frames.shape
         tokens = encoder(frames.reshape(b * t, 1, dv)).reshape(b * t, -1)
         return self.Norm(tokens).reshape(b, t, -1)
@@ -222,13 +223,16 @@ class Connector(nn.Module):
         """ref/neutral ``[B, T, Dv]`` (previous offsets, this window's expression), speech ``[B, 1, Ds]``."""
         if ref.shape != neutral.shape or ref.dim() != 3 or neutral.shape[-1] != self.config.visual_dim:
             raise ValueError(f"ref {tuple(ref.shape)} and neutral {tuple(neutral.shape)} must both be [B, T, Dv].")
-        b, t, dv = neutral.shape
-        ref_tokens = self._tokenize_visual(self.ref_encoder, ref)
-        exp_tokens = self._tokenize_visual(self.exp_encoder, neutral)
+        ref_tokens = self.tokenize_visual(self.ref_encoder, ref)
+        exp_tokens = self.tokenize_visual(self.exp_encoder, neutral)
         speech_tokens = self.speaker_encoder(speech)
+        return self.fuse(ref_tokens, speech_tokens, exp_tokens), (ref_tokens, speech_tokens, exp_tokens)
+
+    def fuse(self, ref_tokens: torch.Tensor, speech_tokens: torch.Tensor, exp_tokens: torch.Tensor) -> torch.Tensor:
+        """Offsets ``[B*T, Dv]`` from tokens; split out so inference tokenizes speech and expressions once."""
+        b, t, _ = exp_tokens.shape
         fused = self.fusion_transformer_encoder(ref_tokens, speech_tokens, exp_tokens)
-        offset = self.projector(fused[:, t + 1 :]).reshape(b * t, dv)
-        return offset, (ref_tokens, speech_tokens, exp_tokens)
+        return self.projector(fused[:, t + 1 :]).reshape(b * t, self.config.visual_dim)
 
     def save(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (dimensions + whatever ``meta`` holds)."""
@@ -378,11 +382,15 @@ def infer_offsets(
     was_training = connector.training
     connector.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
+            # Only the reference tokens depend on the previous window; the rest is tokenized in one pass.
+            speech_tokens = connector.speaker_encoder(speech_b)
+            exp_tokens = connector.tokenize_visual(connector.exp_encoder, padded)
             ref = torch.zeros(len(frames), window, cfg.visual_dim, device=device)
             outputs = []
             for w in range(n_windows):
-                offset, _ = connector(ref, speech_b, padded[:, w * window : (w + 1) * window])
+                ref_tokens = connector.tokenize_visual(connector.ref_encoder, ref)
+                offset = connector.fuse(ref_tokens, speech_tokens, exp_tokens[:, w * window : (w + 1) * window])
                 ref = offset.reshape(len(frames), window, cfg.visual_dim)
                 outputs.append(ref)
     finally:

@@ -116,14 +116,15 @@ class LiteEngine:
         """Warp each frame by its offset's canonical displacement, following the head through the track."""
         face = analysis.track
         index = np.minimum(index, len(face) - 1)
-        out = frames.copy()
         valid = face.valid[index]
         if not valid.any():
-            return out
+            return frames.copy()
         rows = index[valid]
         displacement = self.rig.decode(offsets[rows])
+        points, transforms = face.landmarks[rows], face.transforms[rows]
         with torch.inference_mode():
-            out[valid] = render_expressions(
-                frames[valid], face.landmarks[rows, :, :2], face.transforms[rows], displacement, self.warper
-            )
+            if valid.all():  # the usual case: no copies of the batch beyond the one the warp writes into
+                return render_expressions(frames, points, transforms, displacement, self.warper)
+            out = frames.copy()
+            out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper)
         return out

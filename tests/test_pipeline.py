@@ -81,6 +81,8 @@ def test_runtime_settings_are_checked():
         RuntimeConfig(batch_size=0)
     with pytest.raises(InputError, match="workers"):
         RuntimeConfig(workers=0)
+    with pytest.raises(InputError, match="x264 preset"):
+        RuntimeConfig(x264_preset="lightning")
 
 
 def test_negative_strength_moves_the_other_way(editor):

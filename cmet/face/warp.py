@@ -259,15 +259,16 @@ def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int, first:
     frame = torch.arange(n, device=points.device)[:, None, None]
     total = None
     for level, (index, weight, share, square) in enumerate(zip(indices, weights, shares, squared), start=first):
-        size = (2**level + 3) ** 2
-        flat = (index + frame * size).flatten()
-        votes = torch.cat([share[..., None] * residual[:, :, None], square[..., None]], -1)
-        sums = values.new_zeros(n * size, 3).index_add_(0, flat, votes.reshape(-1, 3))
-        lattice = (sums[:, :2] / sums[:, 2:].clamp_min(1e-12)).reshape(n, size, 2)
+        side = 2**level + 3
+        flat = (index + frame * side**2).flatten()  # one flat lattice for the whole batch: one scatter per level
+        votes = (share[..., None] * residual[:, :, None]).reshape(-1, 2)
+        numerator = values.new_zeros(n * side**2, 2).index_add_(0, flat, votes)
+        denominator = values.new_zeros(n * side**2).index_add_(0, flat, square.flatten())
+        lattice = numerator / denominator.clamp_min(1e-12)[:, None]
         if level < levels:  # the finest level leaves nothing for a next one to fit
-            gathered = torch.gather(lattice, 1, index.reshape(n, -1, 1).expand(-1, -1, 2)).reshape(*index.shape, 2)
-            residual = residual - (gathered * weight[..., None]).sum(2)
-        lattice = lattice.reshape(n, 2**level + 3, 2**level + 3, 2).permute(0, 3, 1, 2)
+            fitted = lattice.index_select(0, flat).reshape(*index.shape, 2)
+            residual = residual - torch.einsum("nmk,nmkc->nmc", weight, fitted)
+        lattice = lattice.reshape(n, side, side, 2).permute(0, 3, 1, 2)
         total = lattice if total is None else _refine(total) + lattice
     return total
 
