@@ -6,11 +6,17 @@ windows up to its frame, rounded up to whole windows (the last partial window is
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+
 import numpy as np
 
 from cmet import media
 from cmet.config import MODEL_FPS
 from cmet.connector import Connector, infer_offsets, one_thread
+
+_RUNS: deque[tuple[Connector, np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=8)  # most recent last
+_RUNS_LOCK = threading.Lock()
 
 
 def source_offsets(
@@ -35,6 +41,33 @@ def source_offsets(
     if gain == 0.0:
         return np.zeros((len(to_model), neutral.shape[1]), np.float32)
     frames = np.minimum(media.model_to_source(n_model, info.fps, info.frames)[:last], len(neutral) - 1)
-    with one_thread():
-        model = np.asarray(infer_offsets(connector, speech.astype(np.float32), neutral[frames]), dtype=np.float32)
+    model = _model_offsets(connector, speech.astype(np.float32), neutral[frames])
     return gain * model[np.minimum(to_model, last - 1)]
+
+
+def _model_offsets(connector: Connector, speech: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """The connector's offsets on the model timeline, remembered for the last few inputs.
+
+    A strength change only rescales them (see ``cmet.speech_vector``), and every window depends only on
+    the ones before it, so a stored run also answers a preview of an earlier frame: slider moves and frame
+    scrubs cost no network pass, whatever the video's length.
+    """
+    count, window = len(neutral), connector.config.window
+    with _RUNS_LOCK:
+        for run in _RUNS:
+            owner, vector, inputs, offsets = run
+            whole = len(inputs) == count or (count % window == 0 and len(inputs) > count)  # whole windows only
+            if (
+                owner is connector
+                and whole
+                and np.array_equal(vector, speech)
+                and np.array_equal(inputs[:count], neutral)
+            ):
+                _RUNS.remove(run)
+                _RUNS.append(run)
+                return offsets[:count]
+    with one_thread():
+        offsets = np.asarray(infer_offsets(connector, speech, neutral), dtype=np.float32)
+    with _RUNS_LOCK:
+        _RUNS.append((connector, speech.copy(), neutral.copy(), offsets))
+    return offsets
