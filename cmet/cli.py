@@ -96,7 +96,10 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=["auto", "lite", "official"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
-        "--batch-size", type=_batch_size, default=16, help="frames rendered per batch (lower it to save memory)"
+        "--batch-size",
+        type=_batch_size,
+        default=16,
+        help="at most this many frames rendered per batch (fewer above 512²; lower it to save memory)",
     )
     parser.add_argument(
         "--x264-preset",

@@ -17,6 +17,7 @@ SPEECH_RATE = 16000
 HUB_REPO = "coldhyuk/C-MET"
 # Speech encoder name → the folder name its lite connector and presets live under.
 ENCODER_FOLDERS = {"emotion2vec_plus_large": "emotion2vec", "egemaps_v02": "egemaps"}
+BATCH_PIXELS = 16 * 512 * 512
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -55,6 +56,11 @@ class RuntimeConfig:
     # x264 speed/size trade-off of the output; at CRF 18 "superfast" measured the same PSNR as "veryfast" with
     # files ~2× larger, for ~2.8 ms less CPU per 512² frame (a tenth of a lite edit on 2 cores).
     x264_preset: str = "superfast"
+
+    def frames_per_batch(self, width: int, height: int) -> int:
+        """``batch_size``, fewer for large frames: a batch holds at most 16 frames of 512² (12 MB of RGB), so the
+        few batches in flight (decoded, rendering, waiting for the encoder) stay small at 720p or 4K too."""
+        return max(1, min(self.batch_size, BATCH_PIXELS // max(width * height, 1)))
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

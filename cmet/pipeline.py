@@ -156,7 +156,7 @@ class EmotionEditor:
         )
 
         def decoded():
-            frames = prefetch(batched(media.iter_frames(video), self.runtime.batch_size))
+            frames = prefetch(batched(media.iter_frames(video), self.runtime.frames_per_batch(info.width, info.height)))
             while True:
                 with clock.stage("decode"):
                     item = next(frames, None)

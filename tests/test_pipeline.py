@@ -85,6 +85,16 @@ def test_runtime_settings_are_checked():
         RuntimeConfig(x264_preset="lightning")
 
 
+def test_large_frames_come_in_smaller_batches():
+    """Memory in flight is bounded by pixels, not frames: 16 frames of 512², 4 of 720p, 1 of 4K."""
+    runtime = RuntimeConfig(batch_size=16)
+    assert runtime.frames_per_batch(512, 512) == 16
+    assert runtime.frames_per_batch(320, 240) == 16
+    assert runtime.frames_per_batch(1280, 720) == 4
+    assert runtime.frames_per_batch(3840, 2160) == 1
+    assert RuntimeConfig(batch_size=2).frames_per_batch(512, 512) == 2
+
+
 def test_negative_strength_moves_the_other_way(editor):
     frame = 20
     base = editor.preview(CLIP, REFERENCE, "preset:happy", 0.0, frame=frame)
