@@ -54,7 +54,7 @@ def _model_offsets(connector: Connector, speech: np.ndarray, neutral: np.ndarray
     """
     count, window = len(neutral), connector.config.window
     with _RUNS_LOCK:
-        for run in _RUNS:
+        for position, run in enumerate(_RUNS):
             owner, vector, inputs, offsets = run
             whole = len(inputs) == count or (count % window == 0 and len(inputs) > count)  # whole windows only
             if (
@@ -63,7 +63,7 @@ def _model_offsets(connector: Connector, speech: np.ndarray, neutral: np.ndarray
                 and np.array_equal(vector, speech)
                 and np.array_equal(inputs[:count], neutral)
             ):
-                _RUNS.remove(run)
+                del _RUNS[position]
                 _RUNS.append(run)
                 return offsets[:count]
     with one_thread():

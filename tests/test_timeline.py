@@ -73,6 +73,7 @@ def test_other_inputs_run_again(connector, counted):
     changed = neutral.copy()
     changed[3] += 1.0
     timeline.source_offsets(connector, speech, 1.0, changed, info)
+    timeline.source_offsets(connector, speech, 1.0, neutral, info)  # the first run, found behind two others
     assert len(counted) == 3
     assert not np.allclose(first, flipped)
     assert not timeline.source_offsets(connector, speech, 0.0, neutral, info).any()
