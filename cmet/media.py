@@ -12,6 +12,7 @@ model outputs can be mapped back onto the source timeline with ``source_to_model
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -254,6 +255,9 @@ def probe(path: str | Path) -> VideoInfo:
     return _probe(path).info
 
 
+_PROBES_BY_CONTENT: dict[str, _Probe] = {}  # oldest first
+
+
 def _probe(path: str | Path) -> _Probe:
     p = _require_file(path)
     st = p.stat()
@@ -262,7 +266,18 @@ def _probe(path: str | Path) -> _Probe:
 
 @functools.lru_cache(maxsize=64)
 def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
-    """Decode once (frames are not kept) to count frames and record their timestamps; keyed on size+mtime."""
+    """A probe per file version; a copy of a file probed before (a re-upload) only costs hashing it."""
+    key = content_key(path)
+    known = _PROBES_BY_CONTENT.get(key)
+    if known is None:
+        known = _PROBES_BY_CONTENT[key] = _decode_probe(path)
+        while len(_PROBES_BY_CONTENT) > 64:
+            _PROBES_BY_CONTENT.pop(next(iter(_PROBES_BY_CONTENT)))
+    return dataclasses.replace(known, info=dataclasses.replace(known.info, path=path))
+
+
+def _decode_probe(path: Path) -> _Probe:
+    """Decode once (frames are not kept) to count frames and record their timestamps."""
     header, stream = _video_header(path)
     proc = subprocess.run(_frame_times_cmd(path, stream.index), capture_output=True)
     stderr = proc.stderr.decode("utf-8", "replace")
@@ -287,8 +302,10 @@ def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
 
 
 def clear_probe_cache() -> None:
-    """Forget every probe, so the next one decodes again (benchmarks time it)."""
+    """Forget every probe and content hash, so the next probe decodes again (benchmarks time it)."""
     _probe_cached.cache_clear()
+    _PROBES_BY_CONTENT.clear()
+    _content_key_cached.cache_clear()
 
 
 def _frame_times_cmd(path: Path, stream: int, *limit: str) -> list[str]:
@@ -433,7 +450,17 @@ def _ratio(numer_fps: float, denom_fps: float) -> tuple[int, int]:
 
 
 def content_key(path: str | Path) -> str:
-    """sha256 of a file's bytes: caches keyed on it survive renames and re-uploads of the same file."""
+    """sha256 of a file's bytes: caches keyed on it survive renames and re-uploads of the same file.
+
+    Remembered per path, size and modification time, so asking again about an unchanged file is free.
+    """
+    p = Path(path)
+    st = p.stat()
+    return _content_key_cached(p.absolute(), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _content_key_cached(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -7,10 +7,11 @@ a speech vector, a per-video analysis, per-frame offsets and a batch render.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ class EmotionEditor:
         speech = self.engine.speech_vector(_paths(reference), target, strength)
         analysis = self.engine.analyse(Path(video), info)
         offsets = self.engine.offsets(analysis, speech, upto=index + 1)
-        image = _cached_frame(str(Path(video).resolve()), Path(video).stat().st_mtime_ns, index)
+        image = _cached_frame(media.content_key(video), index, Path(video))
         return self.engine.render(image[None], np.array([index]), analysis, offsets)[0]
 
     def compare(
@@ -193,7 +194,21 @@ class EmotionEditor:
         return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
 
 
-@lru_cache(maxsize=32)
-def _cached_frame(path: str, mtime_ns: int, index: int) -> np.ndarray:
-    """Seeking costs up to a keyframe interval of decoding; slider moves on one frame should not pay it again."""
-    return media.read_frame(path, index)
+_FRAMES: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # most recent last
+_FRAMES_LOCK = threading.Lock()
+
+
+def _cached_frame(key: str, index: int, path: Path) -> np.ndarray:
+    """Seeking costs up to a keyframe interval of decoding; slider moves on one frame (of this content, wherever
+    it was uploaded to) should not pay it again."""
+    with _FRAMES_LOCK:
+        image = _FRAMES.get((key, index))
+        if image is not None:
+            _FRAMES.move_to_end((key, index))
+            return image
+    image = media.read_frame(path, index)
+    with _FRAMES_LOCK:
+        _FRAMES[(key, index)] = image
+        while len(_FRAMES) > 32:
+            _FRAMES.popitem(last=False)
+    return image
