@@ -400,7 +400,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                         -2, 3, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
                     )
                     frame = gr.Slider(0, FRAME_BOUND, value=0, step=1, label="Preview frame", elem_id="frame")
-                    shown = gr.Image(label="Instant preview", type="numpy", format="png", elem_id="preview", height=360)
+                    shown = gr.Image(label="Instant preview", type="numpy", format="jpeg", elem_id="preview", height=360)
                     render_button = gr.Button("Render", variant="primary")
                     result = gr.Video(label="Edited video", elem_id="result")
             rows = example_rows("happy" if "happy" in presets["basic"] else None)
