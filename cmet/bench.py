@@ -97,7 +97,7 @@ def run(
         os.environ["CMET_CACHE"] = str(folder / "cache")
         editor = EmotionEditor.load(engine=engine, device=device)
         # long enough to be tracked in parallel stretches, so every worker's FaceMesh graph is built here
-        warm = make_input(folder, (worker_count() * MIN_SEGMENT + 5) / MODEL_FPS, min(size, 256), name="warmup")
+        warm = make_input(folder, (worker_count() * MIN_SEGMENT + 5) / MODEL_FPS, size, name="warmup")
         editor.edit(warm, None, "preset:happy", 1.0, folder / "warm_out.mp4")
         clip = Path(video) if video else make_input(folder, seconds, size)
         info = media.probe(clip)
