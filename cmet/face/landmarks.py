@@ -40,6 +40,7 @@ MAX_GAP = 5
 POSE_WINDOW = 9  # frames of the centred pose fit (0.36 s at 25 fps)
 STABLE_WINDOW = 5  # lighter: stable points only jitter, they do not move on their own
 POLYORDER = 2
+SMOOTH_CHUNK = 1000  # frames
 FORMAT_VERSION = 1
 MIN_SEGMENT = 50  # frames: shorter stretches are not worth a second decoder and a fresh detection
 
@@ -400,8 +401,7 @@ def smooth_track(points: np.ndarray, transforms: np.ndarray, valid: np.ndarray) 
     transforms = transforms.astype(np.float64).copy()
     for start, stop in _runs(valid):
         span = slice(start, stop)
-        canonical = apply_similarity(transforms[span], points[span, :, :2])
-        canonical[:, STABLE] = _savgol(canonical[:, STABLE], STABLE_WINDOW)
+        stable = _savgol(apply_similarity(transforms[span], points[span][:, STABLE, :2]), STABLE_WINDOW)
         to_image = invert_similarity(transforms[span])
         scale = np.hypot(to_image[:, 0, 0], to_image[:, 1, 0])
         angle = np.unwrap(np.arctan2(to_image[:, 1, 0], to_image[:, 0, 0]))
@@ -411,7 +411,14 @@ def smooth_track(points: np.ndarray, transforms: np.ndarray, valid: np.ndarray) 
         smoothed[:, 0, 0], smoothed[:, 0, 1], smoothed[:, 1, 0], smoothed[:, 1, 1] = cos, -sin, sin, cos
         smoothed[:, :, :2] *= new_scale[:, None, None]
         smoothed[:, :, 2] = pose[:, 2:]
-        points[span, :, :2] = apply_similarity(smoothed, canonical)
+        for chunk in range(start, stop, SMOOTH_CHUNK):  # whole-face copies only a chunk at a time (long videos)
+            rows, local = (
+                slice(chunk, min(chunk + SMOOTH_CHUNK, stop)),
+                slice(chunk - start, chunk - start + SMOOTH_CHUNK),
+            )
+            canonical = apply_similarity(transforms[rows], points[rows, :, :2])
+            canonical[:, STABLE] = stable[local]
+            points[rows, :, :2] = apply_similarity(smoothed[local], canonical)
         points[span, :, 2] *= (new_scale / scale)[:, None]
         transforms[span] = invert_similarity(smoothed)
     return points, transforms
