@@ -219,8 +219,9 @@ def _native_stderr_silenced() -> Iterator[None]:
 def _face_mesh(faces: int, static: bool = False):
     """This thread's FaceMesh for up to ``faces`` faces; a video-mode one is reset so a new clip does not
     start from the last clip's face."""
-    meshes = _local.__dict__.setdefault("meshes", {})
-    mesh = meshes.get((faces, static))
+    if not hasattr(_local, "meshes"):
+        _local.meshes = {}
+    mesh = _local.meshes.get((faces, static))
     if mesh is None:
         import mediapipe as mp
 
@@ -232,7 +233,7 @@ def _face_mesh(faces: int, static: bool = False):
                 min_detection_confidence=0.5,
                 min_tracking_confidence=0.5,
             )
-        meshes[(faces, static)] = mesh
+        _local.meshes[(faces, static)] = mesh
     elif not static:
         mesh.reset()
     return mesh
