@@ -45,7 +45,8 @@ EXTENDED_ROWS = 3
 CACHE_SECONDS = 3600
 FRAME_BOUND = 100_000  # the frame slider's static range, which API calls are checked against; pages narrow it
 
-if importlib.util.find_spec("spaces") is not None:
+ON_ZERO_GPU = importlib.util.find_spec("spaces") is not None
+if ON_ZERO_GPU:
     import spaces
 
     def gpu(duration: int) -> Callable[[Callable], Callable]:
@@ -378,6 +379,9 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
     app = EditorApp(editor, config, out_dir)
     presets = app.presets
     gpu_events = {"concurrency_id": "gpu", "concurrency_limit": 1}
+    # Off ZeroGPU previews queue on their own, so moving the slider during a render answers at once instead of
+    # after the render (the queue stays: it carries the warnings shown as toasts).
+    preview_events = gpu_events if ON_ZERO_GPU else {"concurrency_id": "preview", "concurrency_limit": 1}
     with gr.Blocks(title="cmet — emotion editing", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(header(editor), elem_id="engine-line")
         with gr.Accordion("Environment (doctor)", open=False):
@@ -400,7 +404,9 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                         -2, 3, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
                     )
                     frame = gr.Slider(0, FRAME_BOUND, value=0, step=1, label="Preview frame", elem_id="frame")
-                    shown = gr.Image(label="Instant preview", type="numpy", format="jpeg", elem_id="preview", height=360)
+                    shown = gr.Image(
+                        label="Instant preview", type="numpy", format="jpeg", elem_id="preview", height=360
+                    )
                     render_button = gr.Button("Render", variant="primary")
                     result = gr.Video(label="Edited video", elem_id="result")
             rows = example_rows("happy" if "happy" in presets["basic"] else None)
@@ -460,7 +466,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
             api_name="preview",
             trigger_mode="always_last",
             show_progress="minimal",
-            **gpu_events,
+            **preview_events,
         )
         render_button.click(
             app.render, [video, reference, target, preset, strength], result, api_name="render", **gpu_events

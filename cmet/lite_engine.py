@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
 from cmet.face.landmarks import FaceTrack, track_cached
 from cmet.face.warp import Warper, render_expressions
+from cmet.lru import LRU
 from cmet.speech.emotion2vec import Emotion2Vec
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.timeline import source_offsets
@@ -56,7 +56,7 @@ class LiteEngine:
         self.rig = default_rig()
         self.warper = Warper()
         self._connectors: dict[str, tuple[Connector, dict[str, Any]]] = {}
-        self._analyses: OrderedDict[str, Analysis] = OrderedDict()
+        self._analyses: LRU[str, Analysis] = LRU(4)
 
     def connector(self, encoder: str) -> tuple[Connector, dict[str, Any]]:
         """The trained lite connector for ``encoder``'s speech space (loaded once)."""
@@ -91,20 +91,16 @@ class LiteEngine:
         """Track the face (cached on disk by content) and encode each frame's AU coefficients."""
         clock = clock or NullClock()
         key = media.content_key(video)
-        if key in self._analyses:
-            self._analyses.move_to_end(key)
-            return self._analyses[key]
+        known = self._analyses.get(key)
+        if known is not None:
+            return known
         with clock.stage("track"):
             face = track_cached(video, cache_dir() / "tracks" / f"{key}.npz", workers=worker_count())
         with clock.stage("encode"):
             coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
             coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])
             coeffs[~face.valid] = np.median(coeffs[face.valid], axis=0)  # faceless frames: unrendered, kept neutral
-        analysis = Analysis(info=info, track=face, coeffs=coeffs)
-        self._analyses[key] = analysis
-        while len(self._analyses) > 4:
-            self._analyses.popitem(last=False)
-        return analysis
+        return self._analyses.put(key, Analysis(info=info, track=face, coeffs=coeffs))
 
     def offsets(self, analysis: Analysis, speech: SpeechVector, upto: int | None = None) -> np.ndarray:
         """Per-source-frame AU offsets from the lite connector of the speech vector's encoder space."""

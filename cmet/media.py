@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from cmet.errors import InputError
+from cmet.lru import LRU
 
 _STILL_FORMATS = ("image2",)
 _TRUNCATION_MARKS = ("partial file", "File ended prematurely", "Truncating packet")
@@ -255,7 +256,7 @@ def probe(path: str | Path) -> VideoInfo:
     return _probe(path).info
 
 
-_PROBES_BY_CONTENT: dict[str, _Probe] = {}  # oldest first
+_PROBES_BY_CONTENT: LRU[str, _Probe] = LRU(64)
 
 
 def _probe(path: str | Path) -> _Probe:
@@ -268,11 +269,7 @@ def _probe(path: str | Path) -> _Probe:
 def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
     """A probe per file version; a copy of a file probed before (a re-upload) only costs hashing it."""
     key = content_key(path)
-    known = _PROBES_BY_CONTENT.get(key)
-    if known is None:
-        known = _PROBES_BY_CONTENT[key] = _decode_probe(path)
-        while len(_PROBES_BY_CONTENT) > 64:
-            _PROBES_BY_CONTENT.pop(next(iter(_PROBES_BY_CONTENT)))
+    known = _PROBES_BY_CONTENT.get(key) or _PROBES_BY_CONTENT.put(key, _decode_probe(path))
     return dataclasses.replace(known, info=dataclasses.replace(known.info, path=path))
 
 

@@ -18,7 +18,6 @@ download is reported within a fraction of a second instead of after the multi-se
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from cmet import hub, media
 from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir, worker_count
 from cmet.errors import InputError
+from cmet.lru import LRU
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.streaming import batched
 from cmet.timing import NullClock
@@ -108,7 +108,7 @@ class OfficialEngine:
         if compile:
             self.edtalk.enc = torch.compile(self.edtalk.enc)
             self.edtalk.dec = torch.compile(self.edtalk.dec)
-        self._analyses: OrderedDict[str, OfficialAnalysis] = OrderedDict()
+        self._analyses: LRU[str, OfficialAnalysis] = LRU(ANALYSIS_CACHE)
 
     # -- speech ---------------------------------------------------------------------------------------
     def speech_vector(self, reference: list, target: Any, strength: float) -> SpeechVector:
@@ -145,9 +145,9 @@ class OfficialEngine:
         video = Path(video)
         digest = media.content_key(video)
         key = f"{digest}:{self.lips}"
-        if key in self._analyses:
-            self._analyses.move_to_end(key)
-            return self._analyses[key]
+        known = self._analyses.get(key)
+        if known is not None:
+            return known
         with clock.stage("track"):
             face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz", workers=worker_count())
         transforms = crop_transforms(face.transforms)
@@ -186,10 +186,7 @@ class OfficialEngine:
             lip=np.ascontiguousarray(lip, dtype=np.float32),
             source=source,
         )
-        self._analyses[key] = analysis
-        while len(self._analyses) > ANALYSIS_CACHE:
-            self._analyses.popitem(last=False)
-        return analysis
+        return self._analyses.put(key, analysis)
 
     def audio_lips(self, video: Path, info: media.VideoInfo) -> np.ndarray:
         """Audio2Lip lip coefficients [info.frames, 20] of the video's own speech, smoothed as in the release."""

@@ -7,9 +7,7 @@ a speech vector, a per-video analysis, per-frame offsets and a batch render.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from cmet.config import RuntimeConfig
 from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout
+from cmet.lru import LRU
 from cmet.presets import is_basic, preset_name
 from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
 from cmet.timing import Stopwatch
@@ -194,21 +193,11 @@ class EmotionEditor:
         return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
 
 
-_FRAMES: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # most recent last
-_FRAMES_LOCK = threading.Lock()
+_FRAMES: LRU[tuple[str, int], np.ndarray] = LRU(32)
 
 
 def _cached_frame(key: str, index: int, path: Path) -> np.ndarray:
     """Seeking costs up to a keyframe interval of decoding; slider moves on one frame (of this content, wherever
     it was uploaded to) should not pay it again."""
-    with _FRAMES_LOCK:
-        image = _FRAMES.get((key, index))
-        if image is not None:
-            _FRAMES.move_to_end((key, index))
-            return image
-    image = media.read_frame(path, index)
-    with _FRAMES_LOCK:
-        _FRAMES[(key, index)] = image
-        while len(_FRAMES) > 32:
-            _FRAMES.popitem(last=False)
-    return image
+    image = _FRAMES.get((key, index))
+    return image if image is not None else _FRAMES.put((key, index), media.read_frame(path, index))
