@@ -35,7 +35,6 @@ from cmet import EditResult, EmotionEditor
 from cmet.config import RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
-from cmet.media import probe
 from cmet.presets import list_presets
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
@@ -208,6 +207,7 @@ class EditorApp:
         self.config = config
         self.out_dir = out_dir
         self.presets = list_presets()
+        self.editor = editor
         self._edit = gpu(180)(editor.edit)
         self._preview = gpu(30)(editor.preview)
         self._compare = gpu(300)(editor.compare)
@@ -220,13 +220,7 @@ class EditorApp:
         if not video:
             return gr.update(maximum=FRAME_BOUND, value=0)
         with user_messages():
-            info = probe(video)
-            limit = self.config.max_seconds
-            if limit and info.duration > limit:
-                raise InputError(
-                    f"{Path(video).name} is {info.duration:.0f} s long; this app accepts videos up to {limit:.0f} s. "
-                    "Trim it, or start the app with a larger --max-seconds."
-                )
+            info = self.editor.check_video(video)
         return gr.update(maximum=max(info.frames - 1, 1), value=0)
 
     def render(

@@ -74,7 +74,8 @@ class EmotionEditor:
     def device(self) -> str:
         return self.engine.device
 
-    def _check_inputs(self, video: str | Path, clips: list, out: str | Path | None) -> media.VideoInfo:
+    def check_video(self, video: str | Path) -> media.VideoInfo:
+        """Probe ``video`` and hold it to the length limit; cheap enough to call on upload, before any work."""
         info = media.probe(video)
         limit = self.runtime.max_seconds
         if limit and info.duration > limit:
@@ -82,6 +83,10 @@ class EmotionEditor:
                 f"{Path(video).name} is {info.duration:.0f} s long, over this app's limit of {limit:.0f} s; "
                 "trim it or raise the limit (the app's --max-seconds)."
             )
+        return info
+
+    def _check_inputs(self, video: str | Path, clips: list, out: str | Path | None) -> media.VideoInfo:
+        info = self.check_video(video)
         if out is not None:
             target = Path(out).resolve()
             for path in [video, *clips]:
