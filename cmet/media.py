@@ -574,7 +574,8 @@ class VideoWriter:
     """H.264 yuv420p MP4 writer fed RGB frames through a pipe; the source's audio is muxed in sync on close.
 
     Frames are converted to planar YUV 4:2:0 (BT.601, limited range, as ffmpeg's own default) here, on
-    the writing thread: half the bytes through the pipe and about 1 ms/frame less for ffmpeg at 512².
+    the writing thread: half the bytes through the pipe and no conversion in ffmpeg (an edit's render phase
+    went 12.7 → 9.2 ms/frame at 512² on 2 cores).
 
     Output goes to a temp file beside the target, renamed on success, so a failure or an exception in
     the ``with`` block never leaves a partial file. Audio is re-timed against the source's first video

@@ -222,7 +222,8 @@ def _bspline(s: torch.Tensor) -> torch.Tensor:
 
 
 def _taps(positions: torch.Tensor, levels: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat lattice indices and weights ``[levels + 1, ..., 16]`` of the 4×4 coefficients under each position.
+    """Flat lattice indices and weights ``[levels + 1 - first, ..., 16]`` of the 4×4 coefficients under each
+    position, for levels ``first`` to ``levels``.
 
     Level ``l`` has knots every ``2^-l`` of the unit square and a ``(2^l + 3)²`` lattice whose
     coefficient ``j`` sits on the knot at ``(j − 1) · 2^-l``.
