@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from dataclasses import replace
 
@@ -185,19 +186,43 @@ def test_sample_video(samples_dir):
     assert 0.1 < np.median(iod) < 0.5
 
 
-def test_parallel_stretches_track_like_one_pass(tmp_path):
-    """Two FaceMesh threads on two halves of a file give the one-pass track, and fd 2 is restored after."""
-    import os
-
+@pytest.fixture(scope="module")
+def talking_file(tmp_path_factory):
+    """110 frames of a moving face as an MP4 file, long enough to be tracked in two stretches."""
     from cmet import media
 
     frames = [_warp(astronaut(), 4 * np.sin(t / 8), 1.0, (t / 4, 0))[0] for t in range(110)]
-    video = media.write_video(tmp_path / "talk.mp4", frames, 25.0)
+    return media.write_video(tmp_path_factory.mktemp("talk") / "talk.mp4", frames, 25.0)
+
+
+def test_parallel_stretches_track_like_one_pass(talking_file):
+    """Two FaceMesh threads on two halves of a file give the one-pass track, and fd 2 is restored after."""
+    import os
+
     before = os.fstat(2)
-    one = track(video)
-    two = track(video, workers=2)
+    one = track(talking_file)
+    two = track(talking_file, workers=2)
     after = os.fstat(2)
     assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
     assert len(two) == len(one) == 110 and two.valid.all()
     error = np.abs(two.landmarks[..., :2] - one.landmarks[..., :2]).max(axis=(1, 2))
     assert np.median(error) < 0.05 and error.max() < 3.0  # only the frames near the seam may differ
+
+
+def test_a_seek_that_misses_falls_back_to_one_pass(talking_file, tmp_path, monkeypatch):
+    """Stretches are joined only when each seam's frame matches: a seek landing early (simulated) or an
+    MPEG-TS file (whose seeks land late) is tracked in one pass, exactly like workers=1."""
+    import imageio_ffmpeg
+
+    from cmet import media
+
+    one = track(talking_file)
+    real_seek = media._seek_args
+    monkeypatch.setattr(media, "_seek_args", lambda probed, source: real_seek(probed, max(source - 3, 0)))
+    np.testing.assert_array_equal(track(talking_file, workers=2).landmarks, one.landmarks)
+    monkeypatch.setattr(media, "_seek_args", real_seek)
+
+    stream = tmp_path / "talk.ts"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(talking_file), "-c:v", "libx264", "-bf", "2"]
+    subprocess.run([*command, "-g", "50", str(stream)], check=True)
+    np.testing.assert_array_equal(track(stream, workers=2).landmarks, track(stream).landmarks)

@@ -305,19 +305,40 @@ def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int
 def _detect_segments(
     path: Path, segments: list[tuple[int, int]], name: str
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int | None]:
-    """:func:`_detect` over stretches of one file at once, joined in order."""
+    """:func:`_detect` over stretches of one file at once, joined in order.
+
+    A seek is trusted only where it is proven: each stretch also decodes the frame after its end, which
+    must equal the next stretch's first frame, pixel for pixel. Containers whose seeks miss (MPEG-TS with a
+    start offset lands up to a second off) are then tracked in one pass instead.
+    """
     from cmet.media import iter_frames
 
-    def one(segment: tuple[int, int]):
+    def one(segment: tuple[int, int], last: bool):
         start, count = segment
-        return _detect(iter_frames(path, start=start, count=count), name)
+        ends: dict[str, np.ndarray] = {}
 
-    parts = list(_pool(len(segments)).map(one, segments))
+        def frames() -> Iterator[np.ndarray]:
+            for index, frame in enumerate(iter_frames(path, start=start, count=count + (not last))):
+                if index == 0:
+                    ends["first"] = frame
+                if index == count:
+                    ends["next"] = frame  # the seam check's frame: not tracked here
+                    return
+                yield frame
+
+        return _detect(frames(), name), ends
+
+    lasts = [False] * (len(segments) - 1) + [True]
+    results = list(_pool(len(segments)).map(one, segments, lasts))
+    parts = [part for part, _ in results]
+    seams_hold = all(
+        "next" in before and np.array_equal(before["next"], after["first"])
+        for (_, before), (_, after) in zip(results[:-1], results[1:])
+    )
+    if not seams_hold or sum(len(part[0]) for part in parts) != sum(count for _, count in segments):
+        return _detect(iter_frames(path), name)
     several = [start + part[3] for (start, _), part in zip(segments, parts) if part[3] is not None]
     raw = np.concatenate([part[0] for part in parts])
-    expected = sum(count for _, count in segments)
-    if len(raw) != expected:  # a stream whose seeks do not land on exact frames: read it in one go instead
-        return _detect(iter_frames(path), name)
     return raw, np.concatenate([part[1] for part in parts]), parts[0][2], min(several, default=None)
 
 
