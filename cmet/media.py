@@ -32,6 +32,8 @@ from cmet.errors import InputError
 from cmet.lru import LRU
 
 _STILL_FORMATS = ("image2",)
+# No seek index: ffmpeg's input seek can land up to a second off (measured on MPEG-TS with a start offset).
+_UNINDEXED_FORMATS = ("mpegts", "mpeg", "h264", "hevc", "mpegvideo")
 _TRUNCATION_MARKS = ("partial file", "File ended prematurely", "Truncating packet")
 
 
@@ -47,6 +49,7 @@ class VideoInfo:
     duration: float
     has_audio: bool
     rotation: int
+    seekable: bool = True  # False for streams without an index (MPEG-TS/PS, raw H.264/HEVC): frames are read in order
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ def _decode_probe(path: Path) -> _Probe:
         duration=pts.size / stream.fps,
         has_audio=header.audio is not None,
         rotation=stream.rotation,
+        seekable=header.format not in _UNINDEXED_FORMATS,
     )
     return _Probe(info, stream.index, pts)
 
@@ -426,9 +430,11 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
         source = int(model_to_source(n_model, info.fps, info.frames, fps)[index])
     if not 0 <= source < info.frames:
         raise IndexError(f"frame {index} is outside 0..{info.frames - 1} of {info.path}")
-    cmd = [*_base_cmd(), "-v", "error", *_seek_args(probed, source)]
-    cmd += ["-i", _url(info.path), "-map", f"0:{probed.stream}", "-frames:v", "1", "-f", "rawvideo"]
-    cmd += ["-pix_fmt", "rgb24", "pipe:1"]
+    cmd = [*_base_cmd(), "-v", "error", *(_seek_args(probed, source) if info.seekable else [])]
+    cmd += ["-i", _url(info.path), "-map", f"0:{probed.stream}"]
+    if not info.seekable:  # no index to seek by: decode from the start, keep only that frame
+        cmd += ["-vf", f"select=eq(n\\,{source})", "-fps_mode", "passthrough"]
+    cmd += ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True)
     nbytes = info.width * info.height * 3
     if proc.returncode != 0 or len(proc.stdout) < nbytes:

@@ -226,6 +226,22 @@ def test_stretches_read_by_seeking_join_to_the_whole_video(tmp_path):
         media.iter_frames(src, fps=25, start=3)
 
 
+def test_streams_without_an_index_are_read_in_order(tmp_path):
+    """MPEG-TS with a start offset: ffmpeg's seek lands up to a second late, so frames are decoded in order."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    src = mf.make_video(tmp_path / "v.mp4", seconds=6.0)
+    stream = tmp_path / "v.ts"
+    encode = ["-c:v", "libx264", "-bf", "2", "-g", "50", "-c:a", "aac", str(stream)]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(src), *encode], check=True)
+    frames = list(media.iter_frames(stream))
+    assert not media.probe(stream).seekable and media.probe(src).seekable
+    for i in (0, 10, 30, 75, len(frames) - 1):
+        assert np.array_equal(media.read_frame(stream, i), frames[i])
+
+
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_rotation_metadata_reads_as_displayed(tmp_path, rotation):
     src = mf.make_video(tmp_path / "phone.mp4", size=(64, 48), seconds=0.2, rotation=rotation)

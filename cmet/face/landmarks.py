@@ -294,11 +294,13 @@ def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int
         return []
     from cmet.media import probe
 
-    frames = probe(source).frames
-    parts = min(workers, frames // MIN_SEGMENT)
+    info = probe(source)
+    if not info.seekable:
+        return []
+    parts = min(workers, info.frames // MIN_SEGMENT)
     if parts <= 1:
         return []
-    bounds = np.linspace(0, frames, parts + 1).round().astype(int)
+    bounds = np.linspace(0, info.frames, parts + 1).round().astype(int)
     return [(int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
