@@ -5,7 +5,7 @@ mistakes arrive as ``CmetError``/``CmetWarning`` and are shown as Gradio message
 a bug keeps its traceback in the server log while the page only says "Error".
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--engine auto|lite|official]
-                  [--device auto|cpu|cuda] [--max-seconds 120] [--tmp DIR]
+                  [--device auto|cpu|cuda] [--max-seconds 120] [--tmp DIR] [--verbose]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from cmet import EditResult, EmotionEditor
+from cmet import EditResult, EmotionEditor, quiet
 from cmet.config import RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
@@ -69,6 +69,7 @@ class AppConfig:
     engine: str = "auto"
     device: str = "auto"
     max_seconds: float = 120.0
+    verbose: bool = False
     tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
 
 
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="longest video, s; 0 = any")
     parser.add_argument("--tmp", type=Path, default=defaults.tmp, help="temp dir (default: $CMET_TMP or the system's)")
+    parser.add_argument("--verbose", action="store_true", help="also show MediaPipe/TFLite/FunASR log lines")
     args = parser.parse_args(argv)
     return AppConfig(
         host=args.host,
@@ -91,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         device=args.device,
         max_seconds=args.max_seconds,
         tmp=args.tmp.resolve(),
+        verbose=args.verbose,
     )
 
 
@@ -479,6 +482,9 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
 def main(argv: list[str] | None = None) -> int:
     """Load the editor once, then serve; this run's uploads, cache and outputs share one temp dir, removed at exit."""
     config = parse_args(argv)
+    if config.verbose:
+        quiet.set_verbose(True)
+    quiet.install()
     config.tmp.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="cmet-app-", dir=config.tmp))
     atexit.register(shutil.rmtree, run_dir, ignore_errors=True)

@@ -11,10 +11,12 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+from cmet import quiet
 from cmet.config import X264_PRESETS
 from cmet.errors import CmetError, CmetWarning
 
 Command = Callable[[argparse.Namespace], int]
+_VERBOSE = "also show the log lines of MediaPipe, TensorFlow Lite and FunASR (hidden by default)"
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -107,12 +109,14 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         choices=X264_PRESETS,
         help="output encoder speed: slower presets make smaller files at the same quality (default superfast)",
     )
+    parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cmet", description="Speech-driven emotion editing of talking-face video."
     )
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", required=True)
     edit = sub.add_parser("edit", help="change the emotion of a talking-face video")
     edit.add_argument("video")
@@ -158,6 +162,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        quiet.set_verbose(True)
+    quiet.install()
     warnings.showwarning = _show_warning
     try:
         return args.run(args)

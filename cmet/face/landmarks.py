@@ -8,9 +8,7 @@ their per-frame values, so a mouth opening shows on the frame where it happens.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import tempfile
 import threading
 import warnings
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmet import quiet
 from cmet.config import MODEL_FPS
 from cmet.errors import CmetWarning, InputError
 from cmet.face import canonical as _canonical
@@ -186,36 +185,6 @@ def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], floa
     return iter(source), float(fps or MODEL_FPS), "the frames"
 
 
-_silence_lock = threading.Lock()
-_silence_depth = 0
-_saved_stderr = -1
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """MediaPipe's C++ side logs graph-start notices straight to fd 2; keep them out of the user's terminal.
-
-    fd 2 belongs to the process, so trackers on several threads share one redirection: the first to
-    enter points fd 2 at the null device and the last to leave restores it.
-    """
-    global _silence_depth, _saved_stderr
-    with _silence_lock:
-        if _silence_depth == 0:
-            sys.stderr.flush()
-            _saved_stderr = os.dup(2)
-            with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), 2)
-        _silence_depth += 1
-    try:
-        yield
-    finally:
-        with _silence_lock:
-            _silence_depth -= 1
-            if _silence_depth == 0:
-                os.dup2(_saved_stderr, 2)
-                os.close(_saved_stderr)
-
-
 def _face_mesh(faces: int, static: bool = False):
     """This thread's FaceMesh for up to ``faces`` faces; a video-mode one is reset so a new clip does not
     start from the last clip's face."""
@@ -225,7 +194,7 @@ def _face_mesh(faces: int, static: bool = False):
     if mesh is None:
         import mediapipe as mp
 
-        with _native_stderr_silenced():
+        with quiet.hidden():
             mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=static,
                 max_num_faces=faces,
@@ -274,7 +243,7 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.nda
                 f"Frame {index} of {name} is {width}×{height} but the first was {size[0]}×{size[1]}; "
                 "pass frames of one size."
             )
-        with _native_stderr_silenced():
+        with quiet.hidden():
             if following_one and index % SAMPLE_EVERY == 0:
                 if len(_face_mesh(MAX_FACES, static=True).process(frame).multi_face_landmarks or []) > 1:
                     mesh, following_one = _face_mesh(MAX_FACES), False
@@ -359,6 +328,16 @@ def _largest(faces: list, width: int, height: int) -> np.ndarray:
     candidates = [np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * scale for face in faces]
     areas = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
     return candidates[int(np.argmax(areas))]
+
+
+def image_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """Pixel landmarks ``[478, 3]`` of the largest face in one RGB (or grey) photo, or None without a face."""
+    rgb = _rgb(image, 0, "the image")
+    with quiet.hidden():
+        result = _face_mesh(MAX_FACES, static=True).process(rgb)
+    if not result.multi_face_landmarks:
+        return None
+    return _largest(result.multi_face_landmarks, rgb.shape[1], rgb.shape[0])
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
