@@ -1,9 +1,9 @@
 """Video and audio I/O through the ffmpeg binary that imageio-ffmpeg ships (no system ffmpeg is assumed).
 
-Everything goes through ``subprocess`` pipes so frames stream (one frame in memory at a time) and
-every container/codec ffmpeg knows is accepted. ``ffmpeg -i`` is the only prober shipped, so its
-stderr is parsed; exact frame counts come from a decode pass (containers often do not store them,
-and edit lists make packet counts lie).
+Everything goes through ``subprocess`` pipes so frames stream (one frame in memory at a time);
+user files are opened through ``ffopen`` (local files only, supported containers only, any codec).
+``ffmpeg -i`` is the only prober shipped, so its stderr is parsed; exact frame counts come from a
+decode pass (containers often do not store them, and edit lists make packet counts lie).
 
 Timelines: iterating at ``fps=25`` is ffmpeg's ``fps`` filter on timestamps relative to the first
 frame; ``model_to_source`` reproduces exactly which source frame that filter picks, so per-frame
@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from cmet import ffopen
 from cmet.errors import InputError
 from cmet.lru import LRU
 
@@ -145,13 +147,25 @@ def _snap_ntsc(fps: float) -> float:
 # --------------------------------------------------------------------------- inspection
 
 
-def _require_file(path: str | Path) -> Path:
+def require_file(path: str | Path) -> Path:
+    """An existing, non-empty regular file, or one sentence saying what the path is instead.
+
+    Pipes (``<(…)``) and devices (``/dev/null``) are refused: inputs are read more than once (probe, decode).
+    """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p} does not exist; check the path.")
-    if not p.is_file():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p} does not exist; check the path.") from None
+    except OSError as e:
+        raise InputError(f"{p} cannot be opened ({e.strerror}); check the path and its permissions.") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{p} is a folder, not a media file; pass a file inside it.")
-    if p.stat().st_size == 0:
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        raise InputError(f"{p} is a pipe, not a file (cmet reads its inputs more than once); save it to a file first.")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p} is a device, not a media file; pass a video or audio file.")
+    if st.st_size == 0:
         raise InputError(f"{p} is an empty (0-byte) file; re-export or re-download it.")
     return p
 
@@ -203,6 +217,9 @@ def _parse_stream(index: int, kind: str, desc: str, extra: list[str]) -> _Stream
 def _parse_header(path: Path, stderr: str) -> _Header:
     fmt_match = re.search(r"^Input #0, (.*?), from '", stderr, re.MULTILINE)
     if fmt_match is None:
+        refused = ffopen.refusal(path, stderr)
+        if refused is not None:
+            raise refused
         reason = _last_error(stderr)
         if "moov atom not found" in stderr:
             reason = "no MP4 index (moov atom), as in an unfinished recording or download, or not an MP4 at all"
@@ -228,8 +245,8 @@ def _parse_header(path: Path, stderr: str) -> _Header:
 
 def _inspect(path: str | Path) -> _Header:
     """Run ``ffmpeg -i`` (it always 'fails' for want of an output) and parse what it printed."""
-    p = _require_file(path)
-    proc = subprocess.run([*_base_cmd(), "-i", _url(p)], capture_output=True)
+    p = require_file(path)
+    proc = subprocess.run([*_base_cmd(), *ffopen.input_args(p)], capture_output=True)
     return _parse_header(p, proc.stderr.decode("utf-8", "replace"))
 
 
@@ -263,7 +280,7 @@ _PROBES_BY_CONTENT: LRU[str, _Probe] = LRU(64)
 
 
 def _probe(path: str | Path) -> _Probe:
-    p = _require_file(path)
+    p = require_file(path)
     st = p.stat()
     return _probe_cached(p.absolute(), st.st_size, st.st_mtime_ns)
 
@@ -313,8 +330,8 @@ def _frame_times_cmd(path: Path, stream: int, *limit: str) -> list[str]:
     """Decode to per-frame timestamps only; pixel-accuracy shortcuts (no loop filter/IDCT) do not change them."""
     return [
         *_base_cmd(), "-v", "error", "-skip_loop_filter", "all", "-skip_idct", "all", "-flags2", "+fast",
-        "-i", _url(path), "-map", f"0:{stream}", *limit, "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1",
+        *ffopen.input_args(path), "-map", f"0:{stream}", *limit, "-fps_mode", "passthrough",
+        "-enc_time_base:v", "demux", "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1",
     ]  # fmt: skip
 
 
@@ -348,7 +365,7 @@ def iter_frames(
         if fps is not None:
             raise ValueError("start and count select source frames; they cannot be combined with fps")
         cmd += _seek_args(_probe(path), start)
-    cmd += ["-i", _url(header.path), "-map", f"0:{stream.index}", "-an", "-sn", "-dn"]
+    cmd += [*ffopen.input_args(header.path), "-map", f"0:{stream.index}", "-an", "-sn", "-dn"]
     if count is not None:
         cmd += ["-frames:v", str(count)]
     if fps is None:
@@ -431,7 +448,7 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
     if not 0 <= source < info.frames:
         raise IndexError(f"frame {index} is outside 0..{info.frames - 1} of {info.path}")
     cmd = [*_base_cmd(), "-v", "error", *(_seek_args(probed, source) if info.seekable else [])]
-    cmd += ["-i", _url(info.path), "-map", f"0:{probed.stream}"]
+    cmd += [*ffopen.input_args(info.path), "-map", f"0:{probed.stream}"]
     if not info.seekable:  # no index to seek by: decode from the start, keep only that frame
         cmd += ["-vf", f"select=eq(n\\,{source})", "-fps_mode", "passthrough"]
     cmd += ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
@@ -522,7 +539,7 @@ def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     if header.audio is None:
         what = "the video has no sound" if header.video else "it holds no audio stream"
         raise InputError(f"{p} has no audio track ({what}); pass a file with speech in it.")
-    cmd = [*_base_cmd(), "-v", "error", "-i", _url(p), "-map", f"0:{header.audio.index}", "-vn", "-sn", "-dn"]
+    cmd = [*_base_cmd(), "-v", "error", *ffopen.input_args(p), "-map", f"0:{header.audio.index}", "-vn", "-sn", "-dn"]
     cmd += ["-af", _audio_filter(sr), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
@@ -710,7 +727,7 @@ class VideoWriter:
         )
         out = self._temp(".mux.mp4")
         cmd = [
-            *_base_cmd(), "-v", "error", "-i", _url(self._video_tmp), "-i", _url(self.audio_source),
+            *_base_cmd(), "-v", "error", "-i", _url(self._video_tmp), *ffopen.input_args(self.audio_source),
             "-map", "0:v:0", "-map", f"1:{audio_index}", "-c:v", "copy", "-af", afilter,
             "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", "-f", "mp4", _url(out),
         ]  # fmt: skip

@@ -18,7 +18,7 @@ from cmet import media
 from cmet.config import RuntimeConfig
 from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
-from cmet.grid import GridLayout
+from cmet.grid import GridLayout, check_emotions
 from cmet.lru import LRU
 from cmet.presets import is_basic, preset_name
 from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
@@ -137,6 +137,7 @@ class EmotionEditor:
         """Render several emotions of one video; with ``grid`` a labelled side-by-side video."""
         if not targets:
             raise InputError("Give at least one emotion (a preset or target speech clips) to render.")
+        check_emotions(targets)
         for given in (_paths(t) for t in targets.values() if not isinstance(t, str)):
             if not given or any(preset_name(c) for c in given):
                 raise InputError('Give the target as speech clips or as one "preset:NAME", not an empty list or a mix.')
