@@ -32,7 +32,7 @@ import gradio as gr
 import numpy as np
 
 from cmet import EditResult, EmotionEditor, quiet
-from cmet.config import RuntimeConfig
+from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
 from cmet.presets import list_presets
@@ -323,8 +323,9 @@ def row_strength(name: str, text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         raise InputError(f'The strength for "{name}" must be a number such as 1.5, or blank.') from None
-    if not -2 <= value <= 3:
-        raise InputError(f'The strength for "{name}" must lie between -2 and 3.')
+    low, high = STRENGTH_RANGE
+    if not low <= value <= high:
+        raise InputError(f'The strength for "{name}" must lie between {low:g} and {high:g}.')
     return value
 
 
@@ -398,7 +399,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                     target = clip_pool("Target speech — the wanted emotion, a few clips", "target")
                 with gr.Column():
                     strength = gr.Slider(
-                        -2, 3, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
+                        *STRENGTH_RANGE, value=1, step=0.05, label="Strength (1 = as in the paper)", elem_id="strength"
                     )
                     frame = gr.Slider(0, FRAME_BOUND, value=0, step=1, label="Preview frame", elem_id="frame")
                     shown = gr.Image(
@@ -428,7 +429,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                         elem_id="cmp-reference",
                     )
                     copy_button = gr.Button("Use the Edit tab's video and reference", size="sm")
-                    cmp_strength = gr.Slider(-2, 3, value=1, step=0.05, label="Strength (all emotions)")
+                    cmp_strength = gr.Slider(*STRENGTH_RANGE, value=1, step=0.05, label="Strength (all emotions)")
                 with gr.Column():
                     basic = gr.CheckboxGroup(presets["basic"], label="Basic emotions (presets)")
                     extended = gr.CheckboxGroup(

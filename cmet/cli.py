@@ -7,15 +7,17 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 from cmet import quiet
-from cmet.config import X264_PRESETS
-from cmet.errors import CmetError, CmetWarning
+from cmet.config import STRENGTH_RANGE, X264_PRESETS
+from cmet.errors import CmetError, CmetWarning, InputError
 
 Command = Callable[[argparse.Namespace], int]
+_STRENGTH = "between {:g} and {:g}".format(*STRENGTH_RANGE)
 _VERBOSE = "also show the log lines of MediaPipe, TensorFlow Lite and FunASR (hidden by default)"
 
 
@@ -70,16 +72,53 @@ def _edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
-    editor = _editor(args)
-    targets: dict = {}
-    for item in args.emotion:
+def _emotions_from_list(items: list[str]) -> dict[str, list[str] | str]:
+    """``NAME`` (a preset) or ``NAME=clip1.wav,clip2.wav`` (target speech)."""
+    targets: dict[str, list[str] | str] = {}
+    for item in items:
         name, _, spec = item.partition("=")
         clips = [c for c in spec.split(",") if c] if spec else []
         targets[name] = clips if clips else f"preset:{name}"
+    return targets
+
+
+def _emotions_from_json(text: str, strength: float) -> tuple[dict[str, list[str] | str], dict[str, float]]:
+    """``{"NAME": "preset:X" | "clip" | ["clip", …] | {"target": …, "strength": s}}``: any clip name, commas too."""
+    example = '{"happy": "preset:happy", "sarcastic": ["take 1, loud.wav", "take 2.wav"]}'
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--emotions-json is not valid JSON ({exc.msg}); write it like {example}.") from None
+    if not isinstance(spec, dict) or not spec:
+        raise InputError(f"--emotions-json must be a JSON object of emotions, such as {example}.")
+    targets: dict[str, list[str] | str] = {}
+    strengths: dict[str, float] = {}
+    for name, value in spec.items():
+        own = strength
+        if isinstance(value, dict):
+            own = value.get("strength", strength)
+            value = value.get("target")
+        if isinstance(value, str):
+            value = value if value.lower().startswith("preset:") else [value]
+        clips_ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(c, str) for c in value))
+        if not clips_ok or not isinstance(own, int | float):
+            raise InputError(
+                f'--emotions-json: "{name}" must be "preset:NAME", a clip, a list of clips, or '
+                '{"target": …, "strength": number}.'
+            )
+        targets[name], strengths[name] = value, float(own)
+    return targets, strengths
+
+
+def _compare(args: argparse.Namespace) -> int:
+    editor = _editor(args)
+    if args.emotions_json is not None:
+        targets, strength = _emotions_from_json(args.emotions_json, args.strength)
+    else:
+        targets, strength = _emotions_from_list(args.emotion), args.strength
     bar = _TqdmProgress()
     try:
-        result = editor.compare(args.video, args.reference, targets, args.strength, args.output, bar)
+        result = editor.compare(args.video, args.reference, targets, strength, args.output, bar)
     finally:
         bar.close()
     print(f"wrote {result.path} ({result.frames} frames at {result.fps:g} fps)")
@@ -125,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edit.add_argument("--target", nargs="+", required=True, help="emotional speech clips, or preset:NAME")
     edit.add_argument(
-        "--strength", type=float, default=1.0, help="1 = as the speech says; 0 = unchanged; <0 = opposite"
+        "--strength", type=float, default=1.0, help=f"{_STRENGTH}; 1 = as the speech says; 0 = unchanged; <0 = opposite"
     )
     edit.add_argument("-o", "--output", required=True)
     _engine_options(edit)
@@ -133,10 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="render several emotions side by side in one labelled grid video")
     compare.add_argument("video")
     compare.add_argument("--reference", nargs="*", default=[])
-    compare.add_argument(
-        "--emotion", nargs="+", required=True, help="NAME (a preset) or NAME=clip1.wav,clip2.wav (target speech)"
+    emotions = compare.add_mutually_exclusive_group(required=True)
+    emotions.add_argument("--emotion", nargs="+", help="NAME (a preset) or NAME=clip1.wav,clip2.wav (target speech)")
+    emotions.add_argument(
+        "--emotions-json",
+        metavar="JSON",
+        help='the same as JSON, for clip names with commas: {"happy": "preset:happy", "sarcastic": ["a, b.wav"]}; '
+        'a value may also be {"target": …, "strength": 1.5}',
     )
-    compare.add_argument("--strength", type=float, default=1.0)
+    compare.add_argument("--strength", type=float, default=1.0, help=_STRENGTH)
     compare.add_argument("-o", "--output", required=True)
     _engine_options(compare)
     compare.set_defaults(run=_compare)

@@ -18,6 +18,9 @@ HUB_REPO = "coldhyuk/C-MET"
 # Speech encoder name → the folder name its lite connector and presets live under.
 ENCODER_FOLDERS = {"emotion2vec_plus_large": "emotion2vec", "egemaps_v02": "egemaps"}
 BATCH_PIXELS = 16 * 512 * 512
+# The strength knob's one range (API, CLI and app): past 3 faces distort (10 is grotesque, 1e6 smears frames),
+# below -2 the "opposite" emotion is no longer a face either.
+STRENGTH_RANGE = (-2.0, 3.0)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 

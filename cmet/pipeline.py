@@ -21,6 +21,7 @@ from cmet.errors import InputError
 from cmet.grid import GridLayout, check_emotions
 from cmet.lru import LRU
 from cmet.presets import is_basic, preset_name
+from cmet.speech_vector import check_strength
 from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
 from cmet.timing import Stopwatch
 
@@ -149,7 +150,7 @@ class EmotionEditor:
         with clock.stage("probe"):
             info = self._check_inputs(video, clips, out)
         with clock.stage("speech"):
-            strengths = {n: float(strength[n] if isinstance(strength, dict) else strength) for n in targets}
+            strengths = {n: check_strength(strength[n] if isinstance(strength, dict) else strength) for n in targets}
             speech = {n: self.engine.speech_vector(refs, t, strengths[n]) for n, t in targets.items()}
         report(0.02, "tracking the face")
         analysis = self.engine.analyse(Path(video), info, clock=clock)

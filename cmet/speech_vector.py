@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cmet.config import STRENGTH_RANGE
 from cmet.errors import InputError
 from cmet.presets import get_preset, preset_name
 from cmet.semantic import semantic_vector
@@ -32,12 +33,25 @@ class SpeechVector:
     gain: float = 1.0
 
 
+def check_strength(strength: float) -> float:
+    """``strength`` as a float inside ``STRENGTH_RANGE``, or an ``InputError`` sentence saying why not."""
+    value = float(strength)
+    if not np.isfinite(value):
+        raise InputError(f"Strength must be a finite number, got {strength}.")
+    low, high = STRENGTH_RANGE
+    if not low <= value <= high:
+        raise InputError(
+            f"Strength must lie between {low:g} and {high:g}, got {value:g} (1 is the speech's own emotion, 0 leaves "
+            f"the video unchanged, negative pushes away from it; beyond this range faces distort)."
+        )
+    return value
+
+
 def resolve_speech(
     reference: list, target: Any, strength: float, choose_encoder: Callable[[list], str], device: str = "cpu"
 ) -> SpeechVector:
     """Target minus reference (or a preset) in the encoder space ``choose_encoder(clips)`` picks."""
-    if not np.isfinite(strength):
-        raise InputError(f"Strength must be a finite number, got {strength}.")
+    strength = check_strength(strength)
     sign, gain = float(np.sign(strength)), abs(float(strength))
     name = preset_name(target)
     if name is not None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from cmet.config import SPEECH_RATE, cache_dir
 from cmet.errors import CmetWarning, InputError
-from cmet.media import content_key, read_audio
+from cmet.media import content_key, read_audio, require_file
 
 Clip = str | Path | np.ndarray
 
@@ -66,9 +66,7 @@ class SpeechEncoder(ABC):
                     continue
                 pending.append((i, None, prepare_waveform(as_waveform(clip, label), label)))
             else:
-                path = Path(clip)
-                if not path.is_file():
-                    raise InputError(f"{path} does not exist or is not a file; check the path.")
+                path = require_file(clip)
                 if path.suffix.lower() == ".npy":
                     out[i] = self._check_embedding(load_npy(path), str(path))
                     continue
@@ -105,6 +103,11 @@ class SpeechEncoder(ABC):
             raise InputError(
                 f"{label} holds an embedding of shape {tuple(vector.shape)}, but the {self.name} encoder expects "
                 f"shape ({self.dim},); use embeddings made with {self.name} or give the audio clip instead."
+            )
+        if np.iscomplexobj(squeezed):
+            raise InputError(
+                f"{label} holds complex numbers, but an embedding is real-valued; recompute it or give the audio clip "
+                "instead."
             )
         if not np.issubdtype(squeezed.dtype, np.number) or not np.all(np.isfinite(squeezed)):
             raise InputError(f"{label} is not a finite numeric embedding; recompute it or give the audio clip instead.")
