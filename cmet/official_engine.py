@@ -1,6 +1,7 @@
 """The official engine: emotion2vec+ → C-MET connector → EDTalk, on aligned 256×256 crops pasted back.
 
-Per video (cached by content): the face track, each frame's EDTalk-framed crop transform, and EDTalk's
+Per video (cached by content): the face track, each frame's crop transform (the box framing EDTalk's
+training videos were cut with, ``cmet.face.framing``), and EDTalk's
 (exp10, pose6, lip20) of every crop, streamed in batches; the first frame with a face is the identity
 source, encoded once. Per edit: the connector turns the speech vector into a per-frame expression
 offset on the 25 fps model timeline (autoregressive 5-frame windows, nothing dropped), mapped back to
@@ -136,8 +137,9 @@ class OfficialEngine:
         """Track, align and EDTalk-encode every frame of ``video`` (cached per content and lips mode)."""
         import torch
 
-        from cmet.face.align import crop, crop_transforms
+        from cmet.face.align import crop
         from cmet.face.canonical import apply_similarity
+        from cmet.face.framing import box_transforms
         from cmet.face.landmarks import track_cached
         from cmet.face.regions import FACE_OVAL
 
@@ -150,7 +152,7 @@ class OfficialEngine:
             return known
         with clock.stage("track"):
             face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz", workers=worker_count())
-        transforms = crop_transforms(face.transforms)
+        transforms = box_transforms(face.transforms)
         outlines = apply_similarity(transforms, face.landmarks[:, list(FACE_OVAL), :2]).astype(np.float32)
         count = len(face)
         coeffs = np.full((count, 36), np.nan, dtype=np.float32)  # exp10 | pose6 | lip20
