@@ -55,7 +55,9 @@ def resolve_speech(
     sign, gain = float(np.sign(strength)), abs(float(strength))
     name = preset_name(target)
     if name is not None:
-        return SpeechVector(E2V, sign * get_preset(name, E2V).vector.astype(np.float32), gain)
+        vector = get_preset(name, E2V).vector.astype(np.float32)
+        # A zero vector (the neutral preset) carries no emotion: no network pass, no change.
+        return SpeechVector(E2V, sign * vector, gain if vector.any() else 0.0)
     clips = [Path(c) for c in (target if isinstance(target, list | tuple) else [target])]
     if not reference:
         raise InputError("Target speech needs reference (neutral) speech clips of the same speaker to compare with.")

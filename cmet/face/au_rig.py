@@ -25,8 +25,10 @@ from functools import cache
 
 import numpy as np
 
+from cmet.config import REPO_ROOT
 from cmet.errors import InputError
 from cmet.face import regions as R
+from cmet.face.calibration import Calibration
 from cmet.face.canonical import N_LANDMARKS, canonical_template, mirror_index
 
 MESH_POINTS = 468  # the iris points sit on the eyeball, under the lids: they are not skin
@@ -82,7 +84,7 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
         "AU4",
         "brow lowerer: brows down and drawn together",
         (
-            Driver(R.RIGHT_BROW_INNER, dy=0.055, out=-0.05),
+            Driver(R.RIGHT_BROW_INNER, dy=0.055, out=-0.02),
             Driver(R.RIGHT_BROW_OUTER, dy=0.035),
             Driver((9,), dy=0.03),
         ),
@@ -183,8 +185,9 @@ AU_NAMES: tuple[str, ...] = tuple(unit.name for unit in ACTION_UNITS)
 # The EMFACS sets of the module docstring in this rig's units: AU7 lives in the AU6 basis, AU10 in AU9,
 # AU23 (lip tightener) is rendered as the lip press AU24, AU16 (lower lip depressor) as a light jaw
 # drop, R12A+R14A as 0.6 of the combined one-sided R12 basis; intensity letters map A≈0.3, B≈0.5,
-# C–D≈0.8, E≈1.
-_PROTOTYPE_AUS: dict[str, dict[str, float]] = {
+# C–D≈0.8, E≈1. They are the starting point; ``cmet.face.calibration`` replaces them with fits to real faces
+# wherever the real-face table has enough photos.
+EMFACS_PROTOTYPES: dict[str, dict[str, float]] = {
     "angry": {"AU4": 1.0, "AU5": 0.6, "AU6": 0.6, "AU24": 0.8},
     "contempt": {"R12": 0.6},
     "disgusted": {"AU9": 1.0, "AU15": 0.6, "AU26": 0.25},
@@ -194,10 +197,25 @@ _PROTOTYPE_AUS: dict[str, dict[str, float]] = {
     "sad": {"AU1": 1.0, "AU4": 0.6, "AU15": 1.0},
     "surprised": {"AU1": 1.0, "AU2": 1.0, "AU5": 0.5, "AU26": 1.0},
 }
-PROTOTYPES: dict[str, np.ndarray] = {
-    emotion: np.array([units.get(name, 0.0) for name in AU_NAMES], dtype=np.float32)
-    for emotion, units in _PROTOTYPE_AUS.items()
-}
+CALIBRATION_FILE = REPO_ROOT / "assets" / "real_faces" / "calibration.json"
+
+
+@cache
+def calibration() -> Calibration | None:
+    """The committed fit of the rig to real faces (None in a checkout without it: EMFACS units then)."""
+    return Calibration.load(CALIBRATION_FILE) if CALIBRATION_FILE.is_file() else None
+
+
+def _prototypes() -> dict[str, np.ndarray]:
+    fitted = calibration()
+    table = fitted.prototypes if fitted else EMFACS_PROTOTYPES
+    return {
+        emotion: np.array([units.get(name, 0.0) for name in AU_NAMES], dtype=np.float32)
+        for emotion, units in table.items()
+    }
+
+
+PROTOTYPES: dict[str, np.ndarray] = _prototypes()
 
 
 def face_mesh(template: np.ndarray) -> np.ndarray:
@@ -345,7 +363,11 @@ def build_rig(template: np.ndarray | None = None, units: tuple[ActionUnit, ...] 
 
 @cache
 def default_rig() -> AURig:
-    """The rig on the canonical template, built once per process and shared (its bases are read-only)."""
+    """The rig on the canonical template with the real-face apexes, built once per process and shared (read-only)."""
     rig = build_rig()
+    fitted = calibration()
+    if fitted:
+        scale = np.array([fitted.apex.get(name, 1.0) for name in rig.names])
+        rig = AURig(names=rig.names, bases=rig.bases * scale[:, None, None])
     rig.bases.flags.writeable = False
     return rig

@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> None:
     from cmet.train.data import default_samples, index_clips, load_pools, sample_roots
     from cmet.train.evaluate import leave_one_speaker_out
     from cmet.train.export import checkpoint_meta, save_lite
-    from cmet.train.trainer import recipe, train
+    from cmet.train.trainer import TrainResult, recipe, train
 
     log = _logger()
     encoder = get_encoder(SPEECH_CHOICES[args.speech])
@@ -115,7 +115,16 @@ def _train(args: argparse.Namespace) -> None:
     if args.no_eval or len(pools.speakers) < 2:
         log("no leave-one-speaker-out report" + ("" if args.no_eval else " (the data has one speaker)"))
     else:
-        loso = leave_one_speaker_out(pools, PROTOTYPES, config, state_dir=state_dir, resume=args.resume, log=log)
+
+        def save_fold(speaker: str, fold: TrainResult) -> None:
+            clips = {s: c for s, c in counts.items() if s != speaker}
+            data = {"root": _display(root), "source": _source(encoder.name), "clips": clips, "held_out": speaker}
+            meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args))
+            save_lite(fold, state_dir / f"heldout_{speaker}" / args.speech, meta)
+
+        loso = leave_one_speaker_out(
+            pools, PROTOTYPES, config, state_dir=state_dir, resume=args.resume, log=log, on_fold=save_fold
+        )
         log("leave-one-speaker-out accuracy (neutral → 7 emotions, nearest AU prototype):")
         for line in loso.lines():
             log(line)

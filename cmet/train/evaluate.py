@@ -41,11 +41,15 @@ class FoldResult:
     first_window: float
     baseline: float
     per_emotion: dict[str, float] = field(default_factory=dict)
+    reach: dict[str, float] = field(default_factory=dict)  # predicted offset along the prototype, 1 = all of it
+    neutral_response: float = 0.0  # RMS offset for neutral → neutral vectors, relative to the prototypes' RMS
 
     def line(self) -> str:
+        reach = ", ".join(f"{e} {r:.2f}" for e, r in self.reach.items())
         return (
             f"  held out {self.speaker}: connector {100 * self.accuracy:.1f}% "
-            f"(first window {100 * self.first_window:.1f}%), nearest-centroid {100 * self.baseline:.1f}%"
+            f"(first window {100 * self.first_window:.1f}%), nearest-centroid {100 * self.baseline:.1f}%; "
+            f"reach {reach}; neutral→neutral {self.neutral_response:.2f}"
         )
 
 
@@ -69,7 +73,7 @@ class LosoResult:
         return {
             "protocol": (
                 "leave-one-speaker-out; neutral->emotion speech vectors from the held-out speaker's own pools; "
-                "nearest AU prototype of the mean predicted offset (minus the zero-vector response) over "
+                "nearest AU prototype of the mean predicted offset over "
                 "autoregressive windows on a still neutral face"
             ),
             "accuracy": {f.speaker: round(f.accuracy, 4) for f in self.folds},
@@ -78,6 +82,8 @@ class LosoResult:
             "nearest_centroid_baseline": {f.speaker: round(f.baseline, 4) for f in self.folds},
             "nearest_centroid_baseline_mean": round(self.baseline_mean, 4),
             "per_emotion": {f.speaker: {k: round(v, 4) for k, v in f.per_emotion.items()} for f in self.folds},
+            "reach": {f.speaker: {k: round(v, 3) for k, v in f.reach.items()} for f in self.folds},
+            "neutral_response": {f.speaker: round(f.neutral_response, 3) for f in self.folds},
             "chance": round(self.chance, 4),
         }
 
@@ -104,6 +110,17 @@ def heldout_vectors(
             vectors.append(t.mean(axis=0) - n.mean(axis=0))
             labels.append(index)
     return np.stack(vectors).astype(np.float32), np.asarray(labels)
+
+
+def neutral_vectors(pools: SpeechPools, config: EvalConfig, rng: np.random.Generator) -> np.ndarray:
+    """``[repeats, Ds]`` differences of two disjoint random subsets of the neutral pool: speech with no emotion."""
+    neutral = pools.emotion_pool(NEUTRAL)
+    out = []
+    for _ in range(config.repeats):
+        order = rng.permutation(len(neutral))
+        k = min(config.target_clips, len(neutral) // 2)
+        out.append(neutral[order[:k]].mean(axis=0) - neutral[order[k : k + config.neutral_clips]].mean(axis=0))
+    return np.stack(out).astype(np.float32)
 
 
 def nearest_prototype(predicted: np.ndarray, prototypes: dict[str, np.ndarray], emotions: list[str]) -> np.ndarray:
@@ -140,11 +157,15 @@ def evaluate_fold(
     vectors, labels = heldout_vectors(heldout, emotions, config, np.random.default_rng(config.seed))
     window = result.connector.config.window
     still = np.tile(np.asarray(prototypes[NEUTRAL], dtype=np.float32), (config.windows * window, 1))
-    # As the lite engine does, the response to a zero speech vector is subtracted (strength 0 = no change).
-    inputs = np.concatenate([vectors / result.speech_scale, np.zeros((1, vectors.shape[1]), np.float32)])
+    noise = neutral_vectors(heldout, config, np.random.default_rng(config.seed + 1))
+    inputs = np.concatenate([vectors, noise]) / result.speech_scale
     with one_thread():
-        raw = np.stack(infer_offsets(result.connector, inputs, [still] * len(inputs)))
-    offsets = raw[:-1] - raw[-1:]
+        everything = np.stack(infer_offsets(result.connector, inputs, [still] * len(inputs)))
+    offsets, noise_offsets = everything[: len(vectors)], everything[len(vectors) :]
+    directions = np.stack([np.asarray(prototypes[e]) - np.asarray(prototypes[NEUTRAL]) for e in emotions])
+    along = (offsets.mean(axis=1) * directions[labels]).sum(1) / (directions[labels] ** 2).sum(1)
+    reach = {e: float(np.mean(along[labels == i])) for i, e in enumerate(emotions)}
+    rms = float(np.sqrt(np.mean(directions**2)))
     predicted = nearest_prototype(offsets.mean(axis=1), prototypes, emotions)
     first = nearest_prototype(offsets[:, :window].mean(axis=1), prototypes, emotions)
     baseline = nearest_centroid(train_pools, vectors, emotions, result.speech_scale)
@@ -155,6 +176,8 @@ def evaluate_fold(
         float(np.mean(first == labels)),
         float(np.mean(baseline == labels)),
         per_emotion,
+        reach,
+        float(np.sqrt(np.mean(noise_offsets**2)) / rms),
     )
 
 
@@ -166,8 +189,13 @@ def leave_one_speaker_out(
     state_dir: str | Path | None = None,
     resume: bool = False,
     log: Callable[[str], None] = print,
+    on_fold: Callable[[str, TrainResult], None] | None = None,
 ) -> LosoResult:
-    """Train once per held-out speaker on the others and score it; each fold has its own resumable state."""
+    """Train once per held-out speaker on the others and score it; each fold has its own resumable state.
+
+    ``on_fold(speaker, result)`` receives each fold's connector (the CLI saves them, so a held-out speaker's
+    edits can be rendered and measured with a connector that never heard that speaker).
+    """
     speakers = pools.speakers
     if len(speakers) < 2:
         raise InputError(f"Leave-one-speaker-out needs at least two speakers; the data has {len(speakers)}.")
@@ -179,5 +207,7 @@ def leave_one_speaker_out(
         log(f"fold: hold out {speaker}, train on {', '.join(train_pools.speakers)}")
         result = train(train_pools, prototypes, config, state_path=state, resume=resume, log=log)
         folds.append(evaluate_fold(result, train_pools, pools.restrict([speaker]), prototypes, eval_cfg, speaker))
+        if on_fold is not None:
+            on_fold(speaker, result)
         log(folds[-1].line())
     return LosoResult(folds, 1.0 / len(folds[0].per_emotion))

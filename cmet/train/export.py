@@ -69,11 +69,13 @@ def model_card(meta: dict) -> str:
         "",
         "## Data",
         f"- Speech: `{data['root']}` ({data['source']}); speakers {speakers}; clips per emotion: {clips}.",
-        "- Visual targets: EMFACS action-unit prototypes of the emotions (`cmet.face.au_rig.PROTOTYPES`); "
-        "no video was used.",
+        "- Visual targets: the rig's emotion prototypes (`cmet.face.au_rig.PROTOTYPES`), fitted to real faces "
+        "(`assets/real_faces/`); no video was used.",
         "- Training pairs: all ordered emotion pairs, speech vector = mean of a random subset of target clips − "
-        "mean of a random subset of source clips (the release's sampler), intensity jitter "
-        f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors.",
+        "mean of a random subset of source clips (the release's sampler), intensity "
+        f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors; "
+        f"{100 * cfg['sampler'].get('same_emotion_prob', 0):.0f}% of pairs are one emotion against itself "
+        "(disjoint subsets, target: no change).",
         "",
         "## Training",
         f"- {meta['steps']} steps, batch {cfg['sampler']['batch_size']}, AdamW lr {cfg['lr']}, seed {meta['seed']}, "
@@ -98,6 +100,16 @@ def model_card(meta: dict) -> str:
             f"- nearest-centroid in speech space (same subsets): {base}; mean "
             f"{100 * heldout['nearest_centroid_baseline_mean']:.1f}%",
         ]
+        if "reach" in heldout:
+            reach = "; ".join(
+                f"{s}: " + ", ".join(f"{e} {r:.2f}" for e, r in emotions.items())
+                for s, emotions in heldout["reach"].items()
+            )
+            noise = ", ".join(f"{s} {r:.2f}" for s, r in heldout["neutral_response"].items())
+            lines += [
+                f"- reach at strength 1 (predicted offset along the emotion's prototype; 1 = all of it): {reach}",
+                f"- response to neutral → neutral speech (RMS, relative to the prototypes' RMS): {noise}",
+            ]
     lines += ["", "## Reproduce", "```", meta["command"], "```", ""]
     return "\n".join(lines)
 

@@ -6,9 +6,11 @@ visual target is the AU-prototype difference P[e2] − P[e1]. Because our visual
 tracked MEAD video, the per-frame expressions are synthesised: the source prototype plus a per-example offset
 (a face's own resting expression) plus small per-frame noise, over a T-frame window.
 
-One intensity factor scales both the visual direction and the speech vector, so the connector learns to respond
-proportionally to the strength knob instead of learning a single fixed magnitude; its range reaches down to
-weak vectors because some emotions (contempt) sit close to neutral in speech space.
+The visual target is the full prototype difference: the connector's speech tokenizer ends in a LayerNorm, so
+it cannot see the speech vector's magnitude, and scaling targets by a random intensity only teaches it to answer
+every emotion at the intensity range's mean (strength 1 then showed 50–60% of a real expression). Strength is a
+gain applied after the network. A share of examples pairs an emotion with itself (two disjoint subsets of the
+same pool, target zero), so a difference between clips of one emotion, neutral included, reads as no change.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class SamplerConfig:
     window: int = 5
     min_clips: int = 3
     max_clips: int = 10
-    intensity: tuple[float, float] = (0.25, 1.25)
+    intensity: tuple[float, float] = (1.0, 1.0)  # scales speech and visual vectors together (see module docstring)
+    same_emotion_prob: float = 0.15  # e1 == e2: disjoint subsets of one pool, no visual change
     frame_noise: float = 0.3
     face_offset: float = 0.3
     ref_zero_prob: float = 0.3
@@ -48,7 +51,7 @@ class Batch:
     source: torch.Tensor  # [B, T, Dv] per-frame expression of e1
     target: torch.Tensor  # [B, T, Dv] source + direction (the flipped pass's input)
     direction: torch.Tensor  # [B, T, Dv] the visual semantic vector, constant over time
-    labels: torch.Tensor  # [B] index of e2 in ``emotions``
+    labels: torch.Tensor  # [B] index of e2 in ``emotions``; len(emotions) for a same-emotion pair
 
 
 def usable_emotions(pools: SpeechPools, prototypes: dict[str, np.ndarray]) -> list[str]:
@@ -108,10 +111,15 @@ class PairSampler:
         n_emotions, dv = self.protos.shape
         e1 = self.rng.integers(n_emotions, size=b)
         e2 = (e1 + self.rng.integers(1, n_emotions, size=b)) % n_emotions
+        same = self.rng.random(b) < cfg.same_emotion_prob
+        e2[same] = e1[same]
         gain = self.rng.uniform(*cfg.intensity, size=b)
         weights = np.zeros((b, len(self.clips)))
         for i in range(b):
             src_rows, tgt_rows = self._rows_for(int(e1[i]), int(e2[i]))
+            if same[i]:
+                order = self.rng.permutation(src_rows)
+                src_rows, tgt_rows = order[: len(order) // 2], order[len(order) // 2 :]
             self._add_subset(weights[i], tgt_rows, 1.0)
             self._add_subset(weights[i], src_rows, -1.0)
         speech = gain[:, None] * (weights @ self.clips)
@@ -135,5 +143,5 @@ class PairSampler:
             source=tensor(source),
             target=tensor(source + frames),
             direction=tensor(frames),
-            labels=torch.from_numpy(e2.astype(np.int64)),
+            labels=torch.from_numpy(np.where(same, n_emotions, e2).astype(np.int64)),  # "no change" is its own class
         )
