@@ -6,8 +6,8 @@ user files are opened through ``ffopen`` (local files only, supported containers
 decode pass (containers often do not store them, and edit lists make packet counts lie).
 
 Timelines: iterating at ``fps=25`` is ffmpeg's ``fps`` filter on timestamps relative to the first
-frame; ``model_to_source`` reproduces exactly which source frame that filter picks, so per-frame
-model outputs can be mapped back onto the source timeline with ``source_to_model``.
+frame; ``cmet.retime`` reproduces exactly which source frame that filter picks, from the probed
+timestamps (variable frame rate included), so per-frame model outputs map back onto the source frames.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import re
 import stat
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import IO
@@ -29,8 +30,10 @@ from typing import IO
 import cv2
 import numpy as np
 
-from cmet import ffopen
-from cmet.errors import InputError
+from cmet import ffopen, retime
+from cmet.colour import Colour
+from cmet.containers import container_for
+from cmet.errors import CmetWarning, InputError
 from cmet.lru import LRU
 
 _STILL_FORMATS = ("image2",)
@@ -52,6 +55,24 @@ class VideoInfo:
     has_audio: bool
     rotation: int
     seekable: bool = True  # False for streams without an index (MPEG-TS/PS, raw H.264/HEVC): frames are read in order
+    # Each frame's presentation time, seconds after the first; ``fps`` is the constant rate the video is written
+    # at (its own, or for variable-rate video the rate of its shorter intervals, see ``cmet.retime``).
+    times: np.ndarray | None = field(default=None, compare=False, repr=False)
+    sar: tuple[int, int] = (1, 1)  # sample (pixel) aspect ratio, as displayed
+    colour: Colour = Colour()
+
+    def look(self) -> str:
+        """ffmpeg filters giving written frames this video's pixel aspect ratio and colour matrix, range and tags."""
+        return f"{self.colour.filters()},setsar={self.sar[0]}/{self.sar[1]}"
+
+    def frame_times(self) -> np.ndarray:
+        """Presentation times (s, from the first frame); evenly spaced when not probed from a file."""
+        return self.times if self.times is not None else np.arange(self.frames) / self.fps
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frames are not evenly spaced at ``fps`` (they are then repeated or dropped on output)."""
+        return not np.array_equal(retime.slots(self.frame_times(), self.fps), np.arange(self.frames))
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,8 @@ class _Stream:
     fps: float = 0.0
     rotation: int = 0
     attached_pic: bool = False
+    sar: tuple[int, int] = (1, 1)
+    colour: Colour = Colour()
 
 
 @dataclass(frozen=True)
@@ -198,20 +221,25 @@ def _parse_stream(index: int, kind: str, desc: str, extra: list[str]) -> _Stream
         return _Stream(index, kind)
     parts = _split_top_level(desc)
     width = height = 0
+    sar = (1, 1)
     for part in parts[1:]:
         m = re.match(r"(\d+)x(\d+)(\s|$)", part)
         if m:
             width, height = int(m.group(1)), int(m.group(2))
+            aspect = re.search(r"SAR (\d+):(\d+)", part)
+            if aspect and int(aspect.group(1)) > 0 and int(aspect.group(2)) > 0:
+                sar = (int(aspect.group(1)), int(aspect.group(2)))
             break
+    colour = Colour.parse(parts[1]) if len(parts) > 1 and re.match(r"[a-z]", parts[1]) else Colour()
     fps = _parse_rate(parts, "fps") or _parse_rate(parts, "tbr")
     rotation = 0
     for line in extra:
         m = re.search(r"display ?matrix: rotation of (-?[\d.]+) degrees", line, re.IGNORECASE)
         if m:  # counter-clockwise in the matrix; we report clockwise like the classic ``rotate`` tag
             rotation = int(round(-float(m.group(1)) / 90.0)) * 90 % 360
-    if rotation in (90, 270):
-        width, height = height, width
-    return _Stream(index, kind, width, height, _snap_ntsc(fps), rotation, "(attached pic)" in desc)
+    if rotation in (90, 270):  # turned upright on decoding: the pixels' aspect turns with them
+        width, height, sar = height, width, (sar[1], sar[0])
+    return _Stream(index, kind, width, height, _snap_ntsc(fps), rotation, "(attached pic)" in desc, sar, colour)
 
 
 def _parse_header(path: Path, stderr: str) -> _Header:
@@ -305,16 +333,21 @@ def _decode_probe(path: Path) -> _Probe:
     pts = _framecrc_times(proc.stdout.decode("ascii", "replace"))
     if pts.size == 0:
         raise InputError(f"{path} contains no video frames; pass a video with at least one frame.")
+    times = pts - pts[0]
+    fps = retime.output_rate(times, stream.fps)
     info = VideoInfo(
         path=path,
-        fps=stream.fps,
+        fps=fps,
         frames=int(pts.size),
         width=stream.width,
         height=stream.height,
-        duration=pts.size / stream.fps,
+        duration=retime.duration(times, 1 / stream.fps),
         has_audio=header.audio is not None,
         rotation=stream.rotation,
         seekable=header.format not in _UNINDEXED_FORMATS,
+        times=times,
+        sar=stream.sar,
+        colour=stream.colour,
     )
     return _Probe(info, stream.index, pts)
 
@@ -441,10 +474,11 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
     info = probed.info
     source = index
     if fps is not None:
-        n_model = model_frame_count(info.frames, info.fps, fps)
+        times = info.frame_times()
+        n_model = retime.slot_count(times, fps, 1 / info.fps)
         if not 0 <= index < n_model:
             raise IndexError(f"frame {index} is outside 0..{n_model - 1} of {info.path} at {fps} fps")
-        source = int(model_to_source(n_model, info.fps, info.frames, fps)[index])
+        source = int(retime.shown(times, fps, n_model)[index])
     if not 0 <= source < info.frames:
         raise IndexError(f"frame {index} is outside 0..{info.frames - 1} of {info.path}")
     cmd = [*_base_cmd(), "-v", "error", *(_seek_args(probed, source) if info.seekable else [])]
@@ -461,12 +495,6 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
 
 
 # --------------------------------------------------------------------------- timelines
-
-
-def _ratio(numer_fps: float, denom_fps: float) -> tuple[int, int]:
-    """``numer_fps / denom_fps`` as an exact integer pair."""
-    r = _fraction(numer_fps) / _fraction(denom_fps)
-    return r.numerator, r.denominator
 
 
 def content_key(path: str | Path) -> str:
@@ -498,28 +526,17 @@ def _publish(tmp: str | Path, out: Path) -> None:
 
 def model_frame_count(src_frames: int, src_fps: float, model_fps: float = 25.0) -> int:
     """How many frames ``iter_frames(fps=model_fps)`` yields for a constant-rate source: duration × rate, half up."""
-    num, den = _ratio(model_fps, src_fps)
-    return (2 * src_frames * num + den) // (2 * den)
+    return retime.slot_count(np.arange(src_frames) / src_fps, model_fps, 1 / src_fps)
 
 
 def model_to_source(n_model: int, src_fps: float, src_frames: int, model_fps: float = 25.0) -> np.ndarray:
-    """Source frame shown at each model-timeline frame, exactly as ffmpeg's fps filter picks it.
-
-    The filter rounds each source timestamp to the model grid (half up) and shows the latest source
-    frame whose rounded time is not after the model frame: i·m/s < k + ½  ⇔  i ≤ ⌈(2k+1)·s/(2m)⌉ − 1.
-    """
-    num, den = _ratio(src_fps, model_fps)
-    k = np.arange(n_model, dtype=np.int64)
-    a = (2 * k + 1) * num
-    idx = (a - 1) // (2 * den)
-    return np.clip(idx, 0, max(src_frames - 1, 0))
+    """Source frame shown at each model-timeline frame of a constant-rate source, as ffmpeg's fps filter picks it."""
+    return retime.shown(np.arange(src_frames) / src_fps, model_fps, n_model)
 
 
 def source_to_model(src_frames: int, src_fps: float, n_model: int, model_fps: float = 25.0) -> np.ndarray:
     """Model-timeline frame nearest in time to each source frame (round half up), for mapping outputs back."""
-    num, den = _ratio(model_fps, src_fps)
-    i = np.arange(src_frames, dtype=np.int64)
-    return np.clip((2 * i * num + den) // (2 * den), 0, max(n_model - 1, 0))
+    return retime.nearest(np.arange(src_frames) / src_fps, model_fps, n_model)
 
 
 # --------------------------------------------------------------------------- audio
@@ -594,11 +611,15 @@ def check_output(out: Path, inputs: Iterable[Path | None]) -> None:
 
 
 class VideoWriter:
-    """H.264 yuv420p MP4 writer fed RGB frames through a pipe; the source's audio is muxed in sync on close.
+    """Video writer fed RGB frames through a pipe; the source's audio is muxed in sync on close.
 
-    Frames are converted to planar YUV 4:2:0 (BT.601, limited range, as ffmpeg's own default) here, on
-    the writing thread: half the bytes through the pipe and no conversion in ffmpeg (an edit's render phase
-    went 12.7 → 9.2 ms/frame at 512² on 2 cores).
+    The output's name picks the container and codecs (``cmet.containers``: H.264/AAC MP4, MOV, MKV, VP9/Opus
+    WebM, palette GIF). Frames are converted to planar YUV 4:2:0 (BT.601, limited range) here, on the writing
+    thread: half the bytes through the pipe and no conversion in ffmpeg (an edit's render phase went
+    12.7 → 9.2 ms/frame at 512² on 2 cores). With ``like`` (the source's probe) the output keeps the source's
+    look: its sample aspect ratio, its colour matrix and range (``cmet.colour``), and its frame times — each
+    frame written is held on the constant-rate output grid until the next one's time (``cmet.retime``), so a
+    variable-rate source keeps lip sync.
 
     Output goes to a temp file beside the target, renamed on success, so a failure or an exception in
     the ``with`` block never leaves a partial file. Audio is re-timed against the source's first video
@@ -613,20 +634,29 @@ class VideoWriter:
         audio_source: str | Path | None = None,
         crf: int = 18,
         preset: str = "veryfast",
+        like: VideoInfo | None = None,
     ):
         self.path = Path(path)
+        self.container = container_for(self.path)
         self.fps = _fraction(fps)
+        self.like = like
+        self._repeats = None if like is None else _repeats(like, fps)
+        self._written = 0
         self.audio_source = Path(audio_source) if audio_source is not None else None
         self.crf = crf
         self.preset = preset
         check_output(self.path, [self.audio_source])
         self._audio_index = self._audio_stream()
+        if self.container.gif and self._audio_index is not None:
+            warnings.warn(f"A GIF holds no sound: {self.path.name} is written without the audio.", CmetWarning, 2)
+            self._audio_index = None
         self.frames = 0
         self._size: tuple[int, int] | None = None
         self._proc: subprocess.Popen | None = None
         self._err: IO[bytes] | None = None
         self._temps: list[Path] = []
-        self._video_tmp = self._temp(".video.mp4")  # also proves the folder is writable, before encoding starts
+        # also proves the folder is writable, before encoding starts
+        self._video_tmp = self._temp(".video.mkv" if self.container.gif else f".video{self.path.suffix}")
         self._closed = False
 
     def __enter__(self) -> VideoWriter:
@@ -667,21 +697,30 @@ class VideoWriter:
         if pad_h or pad_w:
             frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         assert self._proc is not None and self._proc.stdin is not None
+        copies = 1
+        if self._repeats is not None:
+            if self._written >= len(self._repeats):
+                raise ValueError(f"more frames written to {self.path} than the source has ({len(self._repeats)})")
+            copies = int(self._repeats[self._written])
+        self._written += 1
         planes = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420)
         try:
-            self._proc.stdin.write(planes.data)
+            for _ in range(copies):
+                self._proc.stdin.write(planes.data)
         except BrokenPipeError as e:
             raise RuntimeError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from e
-        self.frames += 1
+        self.frames += copies
 
     def _start(self, height: int, width: int) -> None:
         even_w, even_h = width + width % 2, height + height % 2
-        faststart = [] if self._audio_index is not None else ["-movflags", "+faststart"]
+        final = self._audio_index is None and not self.container.gif  # this pass writes the output itself
+        muxer = self.container.muxer if not self.container.gif else "matroska"
+        look = self.like.look() if self.like is not None else Colour().filters()
         cmd = [
             *_base_cmd(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{even_w}x{even_h}",
-            "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0", "-an",
-            "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-            *faststart, "-f", "mp4", _url(self._video_tmp),
+            "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0", "-an", "-vf", look,
+            *self.container.video_args(self.crf, self.preset),
+            *(self.container.faststart if final else []), "-f", muxer, _url(self._video_tmp),
         ]  # fmt: skip
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
@@ -709,7 +748,10 @@ class VideoWriter:
             self._proc.stdin.close()
             if self._proc.wait() != 0:
                 raise RuntimeError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
-            final = self._video_tmp if self._audio_index is None else self._mux(self._audio_index)
+            if self.container.gif:
+                final = self._gif()
+            else:
+                final = self._video_tmp if self._audio_index is None else self._mux(self._audio_index)
             _publish(final, self.path)
         except BaseException:
             self.abort()
@@ -725,16 +767,35 @@ class VideoWriter:
             f"asetpts=PTS-{start:.6f}/TB,aresample=async=1:first_pts=0,"
             f"apad=whole_dur={float(duration):.6f},atrim=end={float(duration):.6f}"
         )
-        out = self._temp(".mux.mp4")
+        out = self._temp(f".mux{self.path.suffix}")
         cmd = [
             *_base_cmd(), "-v", "error", "-i", _url(self._video_tmp), *ffopen.input_args(self.audio_source),
             "-map", "0:v:0", "-map", f"1:{audio_index}", "-c:v", "copy", "-af", afilter,
-            "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", "-f", "mp4", _url(out),
+            *self.container.audio, *self.container.faststart, "-f", self.container.muxer, _url(out),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True)
         if proc.returncode != 0:
             stderr = proc.stderr.decode("utf-8", "replace")
             raise InputError(f"The audio of {self.audio_source} could not be muxed (ffmpeg: {_last_error(stderr)}).")
+        return out
+
+    def _gif(self) -> Path:
+        """A palette GIF from the H.264 intermediate: one pass measures the best 256 colours, one dithers to them
+        (two decodes rather than one filter graph, which would hold every frame in memory). Non-square pixels are
+        stretched square: GIF players ignore an aspect ratio."""
+        palette, out = self._temp(".palette.png"), self._temp(".gif")
+        square = "scale=trunc(iw*sar/2)*2:ih,setsar=1"
+        steps = [
+            ["-i", _url(self._video_tmp), "-vf", f"{square},palettegen=stats_mode=diff", "-update", "1",
+             "-f", "image2", _url(palette)],
+            ["-i", _url(self._video_tmp), "-i", _url(palette), "-lavfi", f"[0:v]{square}[v];[v][1:v]paletteuse",
+             "-f", "gif", _url(out)],
+        ]  # fmt: skip
+        for step in steps:
+            proc = subprocess.run([*_base_cmd(), "-v", "error", *step], capture_output=True)
+            if proc.returncode != 0:
+                stderr = proc.stderr.decode("utf-8", "replace")
+                raise RuntimeError(f"ffmpeg failed to write {self.path}: {_last_error(stderr)}")
         return out
 
     def abort(self) -> None:
@@ -752,6 +813,12 @@ class VideoWriter:
             self._err = None
 
 
+def _repeats(like: VideoInfo, fps: float) -> np.ndarray:
+    """How many output frames each of ``like``'s frames fills on the ``fps`` grid (all ones at its own rate)."""
+    times = like.frame_times()
+    return retime.repeats(times, fps, retime.slot_count(times, fps, 1 / like.fps))
+
+
 def _video_start(path: Path) -> float:
     """Time of the first video frame on ffmpeg's input timeline (0 for audio-only files); decodes one frame."""
     stream = _inspect(path).video
@@ -763,10 +830,14 @@ def _video_start(path: Path) -> float:
 
 
 def write_video(
-    path: str | Path, frames: Iterable[np.ndarray], fps: float, audio_source: str | Path | None = None
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio_source: str | Path | None = None,
+    like: VideoInfo | None = None,
 ) -> Path:
-    """Encode ``frames`` to an MP4 at ``fps`` with ``audio_source``'s audio muxed in sync."""
-    with VideoWriter(path, fps, audio_source) as writer:
+    """Encode ``frames`` at ``fps`` (the name picks the container) with ``audio_source``'s audio muxed in sync."""
+    with VideoWriter(path, fps, audio_source, like=like) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.path

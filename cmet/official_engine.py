@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmet import hub, media
-from cmet.config import MODEL_FPS, SPEECH_RATE, cache_dir, worker_count
+from cmet.config import SPEECH_RATE, cache_dir, worker_count
 from cmet.errors import InputError
 from cmet.lru import LRU
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
@@ -204,8 +204,9 @@ class OfficialEngine:
         windows = mel_windows(media.read_audio(video, sr=SPEECH_RATE).astype(np.float32))
         with torch.inference_mode(), self._autocast():
             lips = smooth_lips(self.audio2lip.predict(windows.to(self.device)).float()).cpu().numpy()
-        n_model = max(1, media.model_frame_count(info.frames, info.fps, MODEL_FPS))
-        to_model = media.source_to_model(info.frames, info.fps, n_model)
+        from cmet.timeline import model_grid
+
+        to_model = model_grid(info)[1]
         return lips[np.minimum(to_model, len(lips) - 1)]
 
     # -- edit -----------------------------------------------------------------------------------------

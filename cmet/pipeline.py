@@ -16,6 +16,7 @@ import numpy as np
 
 from cmet import media
 from cmet.config import RuntimeConfig
+from cmet.containers import container_for
 from cmet.engines import Engine, load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout, check_emotions
@@ -93,7 +94,8 @@ class EmotionEditor:
             for path in [video, *clips]:
                 if isinstance(path, str | Path) and Path(path).resolve() == target:
                     raise InputError(f"The output path {out} is one of the inputs; choose another file name.")
-            media.check_output(Path(out), [])  # a bad output folder fails now, not after minutes of tracking
+            container_for(out)  # an unknown output kind or a bad output folder fails now, not after minutes of tracking
+            media.check_output(Path(out), [])
         return info
 
     def edit(
@@ -180,7 +182,7 @@ class EmotionEditor:
         workers = self.runtime.workers if self.engine.parallel_render else 1
         started = time.perf_counter()
         done = 0
-        with media.VideoWriter(out, info.fps, audio_source=video, preset=self.runtime.x264_preset) as writer:
+        with media.VideoWriter(out, info.fps, audio_source=video, preset=self.runtime.x264_preset, like=info) as writer:
             sink = BackgroundSink(lambda frames: [writer.write(image) for image in frames])
             results = ordered_map(render, decoded(), workers)
             while True:
@@ -197,7 +199,7 @@ class EmotionEditor:
             with clock.stage("write"):
                 sink.close()
                 path = writer.close()
-        return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=done, timings=clock.timings)
+        return EditResult(path=path, engine=self.engine.name, fps=info.fps, frames=writer.frames, timings=clock.timings)
 
 
 _FRAMES: LRU[tuple[str, int], np.ndarray] = LRU(32)

@@ -11,7 +11,7 @@ from collections import deque
 
 import numpy as np
 
-from cmet import media
+from cmet import media, retime
 from cmet.config import MODEL_FPS
 from cmet.connector import Connector, infer_offsets, one_thread
 
@@ -31,8 +31,8 @@ def source_offsets(
 
     With ``upto`` only frames before it are guaranteed (a preview); strength 0 (``gain`` 0) skips the network.
     """
-    n_model = max(1, media.model_frame_count(info.frames, info.fps, MODEL_FPS))
-    to_model = np.minimum(media.source_to_model(info.frames, info.fps, n_model), n_model - 1)
+    to_source, to_model = model_grid(info)
+    n_model = len(to_source)
     last = n_model
     if upto is not None:
         window = connector.config.window
@@ -40,9 +40,17 @@ def source_offsets(
         last = min(n_model, -(-needed // window) * window)
     if gain == 0.0:
         return np.zeros((len(to_model), neutral.shape[1]), np.float32)
-    frames = np.minimum(media.model_to_source(n_model, info.fps, info.frames)[:last], len(neutral) - 1)
+    frames = np.minimum(to_source[:last], len(neutral) - 1)
     model = _model_offsets(connector, speech.astype(np.float32), neutral[frames])
     return gain * model[np.minimum(to_model, last - 1)]
+
+
+def model_grid(info: media.VideoInfo) -> tuple[np.ndarray, np.ndarray]:
+    """The model's 25 fps timeline over ``info``'s frames, by presentation time (variable frame rate included):
+    the source frame shown at each model frame, and the model frame nearest each source frame."""
+    times = info.frame_times()
+    count = max(1, retime.slot_count(times, MODEL_FPS, 1 / info.fps))
+    return retime.shown(times, MODEL_FPS, count), retime.nearest(times, MODEL_FPS, count)
 
 
 def _model_offsets(connector: Connector, speech: np.ndarray, neutral: np.ndarray) -> np.ndarray:
