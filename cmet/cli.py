@@ -1,4 +1,4 @@
-"""``python -m cmet edit|compare|train|download|bench|doctor``.
+"""``python -m cmet edit|compare|crop|train|download|bench|doctor``.
 
 Every user-facing failure (``CmetError``) is printed as one sentence on stderr with exit code 2;
 anything else is a bug and keeps its traceback.
@@ -126,6 +126,18 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crop(args: argparse.Namespace) -> int:
+    from cmet.crops import crop_image, crop_video
+
+    if args.image:
+        crop_image(args.input, args.output)
+        print(f"wrote {args.output} (256×256, the template framing of identity images)")
+    else:
+        frames = crop_video(args.input, args.output)
+        print(f"wrote {args.output} ({frames} frames of 256×256 crops, as the official engine sees them)")
+    return 0
+
+
 def _batch_size(text: str) -> int:
     """0 or less would silently mean one batch of the whole video: the memory this option exists to save."""
     if not text.strip().isdigit() or int(text) < 1:
@@ -184,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("-o", "--output", required=True)
     _engine_options(compare)
     compare.set_defaults(run=_compare)
+    crop = sub.add_parser("crop", help="write the 256² face crops the official engine sees (video) or an identity crop")
+    crop.add_argument("input", help="a video (crops of every frame, with its audio) or, with --image, a still image")
+    crop.add_argument("--image", action="store_true", help="the input is a still image: write one PNG/JPEG crop")
+    crop.add_argument("-o", "--output", required=True)
+    crop.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
+    crop.set_defaults(run=_crop)
     from cmet.bench import add_parser as add_bench
     from cmet.download import add_parser as add_download
     from cmet.train.cli import add_parser as add_train
