@@ -161,3 +161,12 @@ def test_crop_does_not_jitter_on_real_video():
     corners = apply_similarity(crop_to_image, np.array([[0.0, 0.0], [256.0, 0.0], [0.0, 256.0], [256.0, 256.0]]))
     acceleration = np.linalg.norm(np.diff(corners, 2, axis=0), axis=-1)
     assert np.sqrt(np.mean(acceleration**2)) < 0.5
+
+
+def test_mask_fades_out_inside_the_crop_when_the_face_fills_it():
+    """A face outline reaching past the crop still fades to zero at the crop's edge: no seam where the crop ends."""
+    outline = np.array([[[-20.0, -20.0], [280.0, -20.0], [280.0, 280.0], [-20.0, 280.0]]])
+    mask = align.hull_masks(outline)[0]
+    edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    assert edge.max() == 0.0 and mask[128, 128] == 1.0
+    assert mask[int(align.FEATHER) // 3, 128] < 0.5  # the fade happens inside the crop
