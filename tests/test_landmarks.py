@@ -226,3 +226,38 @@ def test_a_seek_that_misses_falls_back_to_one_pass(talking_file, tmp_path, monke
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(talking_file), "-c:v", "libx264", "-bf", "2"]
     subprocess.run([*command, "-g", "50", str(stream)], check=True)
     np.testing.assert_array_equal(track(stream, workers=2).landmarks, track(stream).landmarks)
+
+
+def _two_faces(sizes, hide_left=()) -> list[np.ndarray]:
+    """A face beside its mirror image, scaled by ``sizes(t)`` (left, right); the left one hidden at ``hide_left``."""
+    crop = cv2.resize(astronaut()[20:300, 80:360], (200, 200), interpolation=cv2.INTER_AREA)
+    frames = []
+    for t in range(24):
+        canvas = np.full((240, 480, 3), 128, np.uint8)
+        for side, (image, grow) in enumerate(zip((crop, crop[:, ::-1]), sizes(t))):
+            face = cv2.resize(image, None, fx=grow, fy=grow, interpolation=cv2.INTER_AREA)
+            x = 20 + side * 240
+            if not (side == 0 and t in hide_left):
+                canvas[20 : 20 + face.shape[0], x : x + face.shape[1]] = face
+        frames.append(canvas)
+    return frames
+
+
+def test_two_similar_faces_keep_one_person():
+    """Each face a little larger on alternate frames: "the largest per frame" would jump between them."""
+    frames = _two_faces(lambda t: (1.0, 0.94) if t % 2 else (0.94, 1.0))
+    pattern = r"Several faces .* the one (on|at) the (\w+ )?(left|right), the largest on average"
+    with pytest.warns(CmetWarning, match=pattern):
+        result = track(frames, smooth=False)
+    assert result.valid.all()
+    xs = result.landmarks[:, :, 0]
+    assert (xs.max(axis=1) < 240).all() or (xs.min(axis=1) > 240).all(), "the edit switched person"
+
+
+def test_a_hidden_person_is_not_replaced_by_another():
+    """While the kept (larger on average) person is hidden for longer than a filled gap, nobody is tracked."""
+    frames = _two_faces(lambda t: (1.0, 0.7), hide_left=range(8, 16))
+    with pytest.warns(CmetWarning, match="the one on the left"):
+        result = track(frames, smooth=False)
+    assert not result.valid[8:16].any() and result.valid[:8].all() and result.valid[16:].all()
+    assert (result.landmarks[result.valid, :, 0] < 240).all()

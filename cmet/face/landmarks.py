@@ -24,8 +24,8 @@ from cmet import quiet
 from cmet.config import MODEL_FPS
 from cmet.errors import CmetWarning, InputError
 from cmet.face import canonical as _canonical
+from cmet.face import identity
 from cmet.face.canonical import (
-    N_LANDMARKS,
     STABLE,
     apply_similarity,
     eye_centres,
@@ -135,7 +135,7 @@ def track(
     min_valid_fraction: float = 0.5,
     workers: int = 1,
 ) -> FaceTrack:
-    """Track the largest face through a video file or a sequence of RGB uint8 frames.
+    """Track one person's face through a video file or a sequence of RGB uint8 frames (the largest on average).
 
     ``fps``: for a file, the rate to read it at (``None`` keeps its own); for frames, their rate
     (``None`` means the model rate, 25). Gaps of up to 5 frames are interpolated; a clip where
@@ -145,16 +145,16 @@ def track(
     """
     frames, rate, name = _open(source, fps)
     segments = _segments(source, fps, workers)
-    if segments:
-        raw, detected, size, several_at = _detect_segments(Path(source), segments, name)
-    else:
-        raw, detected, size, several_at = _detect(frames, name)
-    if several_at is not None:
+    faces, size = _detect_segments(Path(source), segments, name) if segments else _detect(frames, name)
+    person = identity.follow_one(faces, size, min_valid_fraction)
+    if person.others_at is not None:
         warnings.warn(
-            f"Several faces were found in {name} (first at {several_at / rate:.1f} s); the largest one is used.",
+            f"Several faces were found in {name} (another from {person.others_at / rate:.1f} s); the one "
+            f"{person.position}, the largest on average, is edited wherever it is seen, and no other.",
             CmetWarning,
             stacklevel=2,
         )
+    raw, detected = person.landmarks, person.detected
     points, valid = fill_gaps(raw, detected)
     _check_coverage(valid, rate, name, min_valid_fraction)
     transforms = np.full((len(points), 2, 3), np.nan)
@@ -222,17 +222,15 @@ def _rgb(frame: np.ndarray, index: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int | None]:
-    """Raw landmarks ``[T, 478, 3]`` (NaN where no face), detection mask, (width, height), first multi-face frame."""
+def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[list[list[np.ndarray]], tuple[int, int]]:
+    """Every face's pixel landmarks ``[478, 3]`` in every frame, and the frame size (width, height)."""
     # FaceMesh runs its face detector on every frame while it tracks fewer faces than it may, so tracking
     # one face at a time is ~30% cheaper. A look for other faces every SAMPLE_EVERY frames switches to
-    # following up to MAX_FACES (and keeping the largest) once a second face shows up.
+    # following up to MAX_FACES once a second face shows up (``identity`` then keeps one person).
     mesh = _face_mesh(1)
     following_one = True
-    rows: list[np.ndarray] = []
+    rows: list[list[np.ndarray]] = []
     size: tuple[int, int] | None = None
-    several_at = None
-    missing = np.full((N_LANDMARKS, 3), np.nan, dtype=np.float32)
     for index, frame in enumerate(frames):
         frame = _rgb(frame, index, name)
         height, width = frame.shape[:2]
@@ -248,13 +246,10 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[np.ndarray, np.nda
                 if len(_face_mesh(MAX_FACES, static=True).process(frame).multi_face_landmarks or []) > 1:
                     mesh, following_one = _face_mesh(MAX_FACES), False
             faces = mesh.process(frame).multi_face_landmarks or []
-        if len(faces) > 1 and several_at is None:
-            several_at = index
-        rows.append(_largest(faces, width, height) if faces else missing)
+        rows.append(_pixels(faces, width, height))
     if size is None:
         raise InputError(f"{name[0].upper()}{name[1:]} has no frames; pass a video with at least one frame.")
-    raw = np.stack(rows)
-    return raw, ~np.isnan(raw[:, 0, 0]), size, several_at
+    return rows, size
 
 
 def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int, int]]:
@@ -308,9 +303,7 @@ def _detect_segments(
     )
     if not seams_hold or sum(len(part[0]) for part in parts) != sum(count for _, count in segments):
         return _detect(iter_frames(path), name)
-    several = [start + part[3] for (start, _), part in zip(segments, parts) if part[3] is not None]
-    raw = np.concatenate([part[0] for part in parts])
-    return raw, np.concatenate([part[1] for part in parts]), parts[0][2], min(several, default=None)
+    return [faces for part in parts for faces in part[0]], parts[0][1]
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -322,10 +315,15 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _executor
 
 
+def _pixels(faces: list, width: int, height: int) -> list[np.ndarray]:
+    """Each FaceMesh result as pixel landmarks ``[478, 3]``."""
+    scale = np.array([width, height, width], dtype=np.float32)
+    return [np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * scale for face in faces]
+
+
 def _largest(faces: list, width: int, height: int) -> np.ndarray:
     """Pixel landmarks of the face whose landmark box has the largest area."""
-    scale = np.array([width, height, width], dtype=np.float32)
-    candidates = [np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float32) * scale for face in faces]
+    candidates = _pixels(faces, width, height)
     areas = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
     return candidates[int(np.argmax(areas))]
 
