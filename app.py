@@ -2,10 +2,12 @@
 
 UI only: every edit goes through the public ``cmet`` API (``EmotionEditor``), loaded once at start. User
 mistakes arrive as ``CmetError``/``CmetWarning`` and are shown as Gradio messages; nothing else is caught, so
-a bug keeps its traceback in the server log while the page only says "Error".
+a bug keeps its traceback in the server log while the page only says "Error". Requests may name only files
+uploaded through the app or its examples (``cmet.uploads``), and the queue and uploads are capped.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--engine auto|lite|official]
-                  [--device auto|cpu|cuda] [--max-seconds 120] [--tmp DIR] [--verbose]
+                  [--device auto|cpu|cuda] [--max-seconds 120] [--max-upload-mb 300] [--max-queue 32]
+                  [--tmp DIR] [--verbose]
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
+from pydantic import ValidationError
 
 from cmet import EditResult, EmotionEditor, quiet
 from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
+from cmet.grid import check_emotions
 from cmet.presets import list_presets
+from cmet.uploads import check_request, confine, confine_all
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
 NO_PRESET = "(none — use target speech)"
@@ -43,6 +49,9 @@ AUDIO_TYPES = ["audio", ".wav", ".mp3", ".m4a", ".ogg", ".webm", ".flac"]
 EXTENDED_ROWS = 3
 CACHE_SECONDS = 3600
 FRAME_BOUND = 100_000  # the frame slider's static range, which API calls are checked against; pages narrow it
+MAX_CLIPS = 20  # speech clips per pool (reference, target, one compared emotion): each is decoded and encoded
+MAX_JSON = 64_000  # characters of emotions_json given as text
+MALFORMED = "This request does not carry its inputs as this app expects; see the API page for each endpoint's inputs."
 
 ON_ZERO_GPU = importlib.util.find_spec("spaces") is not None
 if ON_ZERO_GPU:
@@ -69,6 +78,8 @@ class AppConfig:
     engine: str = "auto"
     device: str = "auto"
     max_seconds: float = 120.0
+    max_upload_mb: float = 300.0
+    max_queue: int = 32
     verbose: bool = False
     tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
 
@@ -82,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--engine", choices=["auto", "lite", "official"], default=defaults.engine)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="longest video, s; 0 = any")
+    parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb, help="largest upload, MB")
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most requests waiting at once")
     parser.add_argument("--tmp", type=Path, default=defaults.tmp, help="temp dir (default: $CMET_TMP or the system's)")
     parser.add_argument("--verbose", action="store_true", help="also show MediaPipe/TFLite/FunASR log lines")
     args = parser.parse_args(argv)
@@ -92,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         engine=args.engine,
         device=args.device,
         max_seconds=args.max_seconds,
+        max_upload_mb=args.max_upload_mb,
+        max_queue=args.max_queue,
         tmp=args.tmp.resolve(),
         verbose=args.verbose,
     )
@@ -133,14 +148,48 @@ def user_messages() -> Iterator[None]:
                 gr.Warning(without_upload_dirs(str(message.message)))
 
 
+def upload_roots() -> tuple[str, Path]:
+    """The folders a request may name files in: Gradio's upload folder (uploads, cached examples) and the examples."""
+    return gr.utils.get_upload_folder(), EXAMPLES_DIR
+
+
+class GuardedBlocks(gr.Blocks):
+    """``gr.Blocks`` whose events take files only from ``upload_roots``, and refuse anything else in one sentence.
+
+    Gradio itself refuses a foreign path, but as an empty error (``{"error": null}``) with a traceback in the log,
+    and it downloads a URL given as a path. Here each request's raw JSON is checked first (``check_request``), and
+    a payload Gradio cannot read as its inputs is answered with a sentence too.
+    """
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        with user_errors():
+            check_request(inputs, upload_roots())
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(MALFORMED, print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+        except gr.Error as exc:  # Gradio's own sentences (a value out of a slider's range): no traceback to log
+            exc.print_exception = False
+            raise
+        except (InvalidPathError, ValidationError, ComponentProcessingError):
+            raise gr.Error(MALFORMED, print_exception=False) from None
+
+
 def progress_bridge(progress: gr.Progress) -> Callable[[float, str], None]:
     """cmet's ``progress(fraction, stage)`` → the page's progress bar (the stage text carries cmet's ETA)."""
     return lambda fraction, stage: progress(min(max(float(fraction), 0.0), 1.0), desc=stage)
 
 
 def file_paths(files: list[Any] | None) -> list[str]:
-    """Paths from a ``gr.File(file_count="multiple")`` value (strings from the UI or the API)."""
-    return [str(f) for f in files or []]
+    """Paths from a ``gr.File(file_count="multiple")`` value (strings from the UI or the API), each an upload."""
+    if len(files or []) > MAX_CLIPS:
+        raise InputError(f"A list of speech clips holds at most {MAX_CLIPS} clips ({len(files)} given); keep the best.")
+    return confine_all([str(f) for f in files or []], upload_roots())
+
+
+def video_file(video: str | None) -> str | None:
+    """The face video of a call, which must be an upload (or an example) like every other file."""
+    return None if not video else confine(video, upload_roots())
 
 
 def target_of(target_files: list[Any] | None, preset: str | None) -> list[str] | str:
@@ -166,10 +215,7 @@ def clip_path(item: Any, emotion: str) -> str:
             f'The clips for "{emotion}" must be files uploaded with the call '
             "(gradio_client.handle_file(path)), not plain strings."
         )
-    path = Path(item["path"]).resolve()
-    if not path.is_relative_to(Path(gr.utils.get_upload_folder()).resolve()):
-        raise InputError(f'A clip for "{emotion}" was not uploaded to this app; pass it with handle_file(path).')
-    return str(path)
+    return confine(item["path"], upload_roots())
 
 
 def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[str] | str], float | dict[str, float]]:
@@ -178,12 +224,17 @@ def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[s
     Each value is ``"preset:NAME"``, a list of uploaded clips, or ``{"target": either, "strength": x}``.
     """
     if isinstance(spec, str):
+        if len(spec) > MAX_JSON:
+            raise InputError(f"emotions_json is {len(spec)} characters long; at most {MAX_JSON} are read.")
         try:
             spec = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise InputError(f"emotions_json is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+        except RecursionError:
+            raise InputError("emotions_json is nested too deeply; give one level of emotions.") from None
     if not isinstance(spec, dict) or not spec:
         raise InputError('emotions_json must name at least one emotion, e.g. {"happy": "preset:happy"}.')
+    check_emotions(spec)
     targets: dict[str, list[str] | str] = {}
     strengths: dict[str, float] = {}
     for name, value in spec.items():
@@ -194,8 +245,10 @@ def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[s
         strengths[name] = default_strength if own is None else own
         if isinstance(value, str) and value.startswith("preset:"):
             targets[name] = value
-        elif isinstance(value, list) and value:
+        elif isinstance(value, list) and 0 < len(value) <= MAX_CLIPS:
             targets[name] = [clip_path(item, name) for item in value]
+        elif isinstance(value, list) and value:
+            raise InputError(f'"{name}" has {len(value)} clips; give at most {MAX_CLIPS}.')
         else:
             raise InputError(f'"{name}" needs "preset:NAME" or a list of speech clips in that emotion.')
     if len(set(strengths.values())) == 1:
@@ -223,7 +276,7 @@ class EditorApp:
         if not video:
             return gr.update(maximum=FRAME_BOUND, value=0)
         with user_messages():
-            info = self.editor.check_video(video)
+            info = self.editor.check_video(video_file(video))
         return gr.update(maximum=max(info.frames - 1, 1), value=0)
 
     def render(
@@ -236,7 +289,7 @@ class EditorApp:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the tracker through this default
     ) -> str:
         with user_messages():
-            reference, target = file_paths(reference_files), target_of(target_files, preset)
+            video, reference, target = video_file(video), file_paths(reference_files), target_of(target_files, preset)
             require_inputs(video, reference, target)
             result = self._edit(
                 video,
@@ -259,7 +312,8 @@ class EditorApp:
         frame: float,
     ) -> np.ndarray | None:
         """One edited frame; ``None`` (an empty image) until video, reference and target are all given."""
-        reference, target = file_paths(reference_files), target_of(target_files, preset)
+        with user_messages():
+            video, reference, target = video_file(video), file_paths(reference_files), target_of(target_files, preset)
         if not (video and reference and target):
             return None
         with user_messages():
@@ -274,7 +328,7 @@ class EditorApp:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio injects the tracker through this default
     ) -> str:
         with user_messages():
-            reference = file_paths(reference_files)
+            video, reference = video_file(video), file_paths(reference_files)
             targets, strengths = parse_emotions(emotions_json, float(strength))
             require_inputs(video, reference, list(targets))
             result = self._compare(
@@ -380,7 +434,7 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
     # Off ZeroGPU previews queue on their own, so moving the slider during a render answers at once instead of
     # after the render (the queue stays: it carries the warnings shown as toasts).
     preview_events = gpu_events if ON_ZERO_GPU else {"concurrency_id": "preview", "concurrency_limit": 1}
-    with gr.Blocks(title="cmet — emotion editing", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
+    with GuardedBlocks(title="cmet — emotion editing", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(header(editor), elem_id="engine-line")
         with gr.Accordion("Environment (doctor)", open=False):
             gr.Code("\n".join(diagnose().lines()), language=None, label="python -m cmet doctor", interactive=False)
@@ -500,14 +554,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cmet app: {exc}", file=sys.stderr)
         return 2
     demo = build_demo(editor, config, out_dir)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=1, max_size=config.max_queue)
     try:
         demo.launch(
             server_name=config.host,
             server_port=config.port,
             share=config.share,
             show_error=False,
-            allowed_paths=[str(EXAMPLES_DIR), str(run_dir)],
+            allowed_paths=[str(EXAMPLES_DIR), str(out_dir)],
+            max_file_size=int(config.max_upload_mb * 1_000_000),
         )
     finally:
         demo.close()

@@ -5,7 +5,8 @@ an image2 pattern expands to a numbered sequence, an XML manifest points at stre
 uploaded to a public app could make ffmpeg read private files of the server, or reach the network. So every
 user file is opened with ``-protocol_whitelist file`` (no network, no nested protocols) and
 ``-format_whitelist`` of the containers cmet supports: ffmpeg refuses anything else while opening, before
-anything is decoded, and ``refusal`` turns that into one sentence. This module is part of the media floor:
+anything is decoded, and ``refusal`` turns that into one sentence; ``check_not_a_list`` names the common list
+formats from their first bytes before ffmpeg sees them. This module is part of the media floor:
 it imports nothing of cmet's but ``errors``.
 """
 
@@ -44,15 +45,29 @@ def input_args(path: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def check_not_a_list(path: Path) -> None:
+    """Refuse a playlist or list of files by its first bytes, before ffmpeg is asked anything about it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256).removeprefix(b"\xef\xbb\xbf")
+    except OSError:
+        return  # ffmpeg's own open reports it
+    for pattern, what in _LISTS:
+        if pattern.match(head):
+            raise InputError(
+                f"{path} is {what}, which points at other files or streams; cmet opens only a media file itself "
+                f"({SUPPORTED})."
+            )
+
+
 def refusal(path: Path, stderr: str) -> InputError | None:
     """The sentence for a file ffmpeg refused to open under ``input_args``; None if it failed for another reason."""
     if "not on whitelist" not in stderr:
         return None
-    what = _list_kind(path)
-    if what:
+    if _PATTERN.search(path.name):
         return InputError(
-            f"{path} is {what}, which points at other files or streams; cmet opens only a media file itself "
-            f"({SUPPORTED})."
+            f"{path} is named as an image-sequence pattern, which points at other files; rename it "
+            f"(no %d in the name) or pass a {SUPPORTED} file."
         )
     if "Protocol" in stderr:
         return InputError(f"{path} refers to other files or network addresses; pass a self-contained {SUPPORTED} file.")
@@ -60,18 +75,3 @@ def refusal(path: Path, stderr: str) -> InputError | None:
         f"{path} is not a readable video or audio file (its format is not one cmet opens: {SUPPORTED}); "
         "re-export it as MP4 (H.264) or WAV."
     )
-
-
-def _list_kind(path: Path) -> str | None:
-    """Name a playlist/list format from the file's first bytes, or an image2 sequence pattern from its name."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256).removeprefix(b"\xef\xbb\xbf")
-    except OSError:
-        head = b""
-    for pattern, name in _LISTS:
-        if pattern.match(head):
-            return name
-    if _PATTERN.search(path.name):
-        return "an image-sequence pattern (its name expands to many files)"
-    return None

@@ -274,6 +274,7 @@ def _parse_header(path: Path, stderr: str) -> _Header:
 def _inspect(path: str | Path) -> _Header:
     """Run ``ffmpeg -i`` (it always 'fails' for want of an output) and parse what it printed."""
     p = require_file(path)
+    ffopen.check_not_a_list(p)
     proc = subprocess.run([*_base_cmd(), *ffopen.input_args(p)], capture_output=True)
     return _parse_header(p, proc.stderr.decode("utf-8", "replace"))
 
