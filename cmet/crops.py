@@ -14,6 +14,7 @@ import numpy as np
 
 from cmet import media
 from cmet.config import cache_dir, worker_count
+from cmet.containers import container_for
 from cmet.errors import InputError
 from cmet.streaming import batched
 
@@ -30,6 +31,7 @@ def crop_video(video: str | Path, out: str | Path) -> int:
     video, out = Path(video), Path(out)
     info = media.probe(video)
     media.check_output(out, [video])
+    container_for(out)  # an unknown output kind fails now, not after tracking
     face = track_cached(video, cache_dir() / "tracks" / f"{media.content_key(video)}.npz", workers=worker_count())
     transforms = box_transforms(face.transforms)
     written = 0

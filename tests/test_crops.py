@@ -78,3 +78,10 @@ def test_bad_image_input_is_one_sentence(tmp_path, name, output, needle):
     with pytest.raises(InputError, match=needle):
         crop_image(path, tmp_path / output)
     assert not (tmp_path / output).exists()
+
+
+def test_bad_video_output_is_refused_before_any_work(tmp_path):
+    with pytest.raises(InputError, match=r"\.txt"):
+        crop_video(EXAMPLE, tmp_path / "crops.txt")
+    with pytest.raises(InputError, match="input file"):
+        crop_video(EXAMPLE, EXAMPLE)
