@@ -95,3 +95,22 @@ def test_faceless_frames_have_no_crop():
     transforms[1] = [[0.01, 0.0, -1.0], [0.0, 0.01, -1.0]]
     crops = framing.box_transforms(transforms)
     assert np.isnan(crops[[0, 2]]).all() and np.isfinite(crops[1]).all()
+
+
+def test_paste_back_of_a_box_crop_reproduces_the_frame():
+    """Crop and paste back with the box framing: the face region comes back, everything else is untouched."""
+    from skimage.data import astronaut
+
+    from cmet.face.align import hull_masks, paste
+    from cmet.face.regions import FACE_OVAL
+
+    image = astronaut()
+    face = track(image, smooth=False)
+    transforms = framing.box_transforms(face.transforms)
+    masks = hull_masks(apply_similarity(transforms, face.landmarks[:, list(FACE_OVAL), :2]))
+    pasted = paste(image[None], crop(image[None], transforms), transforms, masks)[0]
+    support = cv2.warpAffine(masks[0], transforms[0], image.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    inside, outside = support > 0.99, support == 0
+    assert inside.sum() > 5000
+    error = np.abs(pasted[inside].astype(float) - image[inside]).mean()
+    assert error < 3.0 and np.array_equal(pasted[outside], image[outside])
