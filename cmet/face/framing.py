@@ -16,7 +16,8 @@ One fixed box per clip reproduces the release (the face moves a few pixels insid
 move at all for a still head; a box that follows the head cannot match the release's crops and adds its
 own jitter. A head that wanders far would make one box much larger than the face, showing the face smaller
 than EDTalk was trained on; so a clip is split, as the release does, where the stand-in box overlaps the
-first box of its stretch too little, and each stretch gets its own box.
+first box of its stretch too little, and each stretch gets its own box. Where the square leaves the picture
+the release cuts it to the frame and squashes the face when scaling; we keep it square and repeat the border.
 """
 
 from __future__ import annotations
