@@ -94,8 +94,8 @@ class EmotionEditor:
             for path in [video, *clips]:
                 if isinstance(path, str | Path) and Path(path).resolve() == target:
                     raise InputError(f"The output path {out} is one of the inputs; choose another file name.")
-            container_for(out)  # an unknown output kind or a bad output folder fails now, not after minutes of tracking
-            media.check_output(Path(out), [])
+            media.check_output(Path(out), [])  # a bad output folder or kind fails now, not after minutes of tracking
+            container_for(out)
         return info
 
     def edit(

@@ -248,3 +248,75 @@ def make_cut(src: str | Path, dst: str | Path, start: float, seconds: float) -> 
     """A stream-copied excerpt (no re-encode): its edit list hides packets, so packet counts overstate frames."""
     _run(["-ss", f"{start}", "-i", str(src), "-t", f"{seconds}", "-c", "copy", f"file:{dst}"])
     return Path(dst)
+
+
+# --------------------------------------------------------------------------- real-world footage
+
+
+def stamp(frame: np.ndarray, index: int, rows: int = 8) -> np.ndarray:
+    """A copy of ``frame`` with ``index`` coded as ``CODE_BITS`` black/white stripes across its top ``rows`` rows."""
+    out = frame.copy()
+    edges = np.linspace(0, out.shape[1], CODE_BITS + 1).astype(int)
+    for bit in range(CODE_BITS):
+        out[:rows, edges[bit] : edges[bit + 1]] = 255 if index >> bit & 1 else 0
+    return out
+
+
+def read_stamp(frame: np.ndarray, rows: int = 8) -> int:
+    """Inverse of ``stamp`` (samples the middle of each stripe, robust to lossy coding)."""
+    band = frame[1 : rows - 1].astype(np.float32).mean(axis=(0, 2))
+    edges = np.linspace(0, frame.shape[1], CODE_BITS + 1).astype(int)
+    return sum(1 << b for b in range(CODE_BITS) if band[(edges[b] + edges[b + 1]) // 2] > 127)
+
+
+def make_vfr_video(
+    path: str | Path, frames: list[np.ndarray], fps: float, keep: str, audio: np.ndarray | None = None, sr: int = 16000
+) -> Path:
+    """Frames at ``fps`` of which only those where the ffmpeg expression ``keep`` (of ``n``) holds are stored, each
+    with its own timestamp: a variable-frame-rate file, as phones write when their rate drops."""
+    height, width = frames[0].shape[:2]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}", "-framerate", _rate(fps)]
+        cmd += ["-i", "pipe:0"]
+        if audio is not None:
+            wav = Path(tmp) / "audio.wav"
+            write_audio(wav, audio, sr)
+            cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
+        cmd += ["-vf", f"select='{keep}'", "-fps_mode", "passthrough", "-c:v", "libx264", "-crf", "12"]
+        _run(
+            [*cmd, "-preset", "veryfast", "-pix_fmt", "yuv420p", f"file:{path}"],
+            stdin=b"".join(f.tobytes() for f in frames),
+        )
+    return Path(path)
+
+
+def stream_summary(path: str | Path) -> str:
+    """``ffmpeg -i``'s input and stream lines: the container, codecs, pixel format, SAR and colour tags."""
+    proc = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    return "\n".join(line for line in proc.stderr.splitlines() if "Input #" in line or "Stream #" in line)
+
+
+def av_lag(reference: np.ndarray, other: np.ndarray, sr: int, search: float = 0.25) -> float:
+    """Seconds by which ``other`` lags ``reference`` (cross-correlation peak within ±``search`` s)."""
+    n = min(len(reference), len(other))
+    a, b = reference[:n] - reference[:n].mean(), other[:n] - other[:n].mean()
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
+    lags = np.concatenate([np.arange(0, size // 2), np.arange(-size // 2, 0)])
+    window = np.abs(lags) <= int(search * sr)
+    return float(lags[window][np.argmax(corr[window])] / sr)
+
+
+def frame_times(path: str | Path) -> np.ndarray:
+    """Presentation time (s) of every video frame, from a decode (any format the bundled ffmpeg reads)."""
+    cmd = [FFMPEG, "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
+    cmd += ["-enc_time_base:v", "demux", "-c:v", "wrapped_avframe", "-f", "framecrc", "pipe:1"]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    base = Fraction(1)
+    times = []
+    for line in text.splitlines():
+        if line.startswith("#tb 0:"):
+            base = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            times.append(float(int(line.split(",")[2]) * base))
+    return np.array(times) - (times[0] if times else 0.0)

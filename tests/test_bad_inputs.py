@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ import pytest
 
 from cmet import media
 from cmet.config import RuntimeConfig
+from cmet.errors import CmetWarning
 from cmet.lite_engine import LiteEngine
 from cmet.pipeline import EmotionEditor
+from tests import media_factory as mf
 from tests.bad_inputs import CASES, REPO, Base, Case, Run, Workspace, build_base, run_cli_batch
 
 BY_NAME = {c.name: c for c in CASES}
@@ -78,21 +81,43 @@ def _check_untouched(ws: Workspace, before: dict[str, str], case: Case | None = 
     assert not ws.cache_leftovers(), ws.cache_leftovers()
 
 
-def _check_edit(ws: Workspace, run: Run, before: dict[str, str], path: Path) -> None:
-    """A normal edit: the output only, with the input's timeline, displayed size and audio, and close to it."""
+def _check_edit(ws: Workspace, run: Run, before: dict[str, str], path: Path, case: Case) -> None:
+    """A normal edit: the output only, with the input's frame times, displayed size and audio (in sync, within one
+    frame), and close to it; then the case's own check."""
     assert path == run.out and path.is_file()
     before = {**before, str(path.relative_to(ws.root)): ""}
     after = ws.snapshot()
     assert sorted(after) == sorted(before), f"unexpected files: {sorted(set(after) ^ set(before))}"
     assert all(after[k] == v for k, v in before.items() if v), "an input changed"
     assert not any(ws.tmp.iterdir()) and not ws.cache_leftovers()
-    src, out = media.probe(run.video), media.probe(path)
-    assert out.frames == src.frames
-    assert (out.width, out.height) == (src.width + src.width % 2, src.height + src.height % 2)
+    src = media.probe(run.video)
+    period = 1 / src.fps
+    if path.suffix == ".gif":  # cmet writes GIFs but does not read them: checked with ffmpeg alone
+        times = mf.frame_times(path)
+        assert len(times) == src.frames and np.abs(times - src.frame_times()).max() < period / 2
+        assert "Audio:" not in mf.stream_summary(path)
+        if case.check is not None:
+            case.check(run, path)
+        return
+    out = media.probe(path)
+    if not src.variable_rate:
+        assert out.frames == src.frames
+        assert np.abs(out.frame_times() - src.frame_times()).max() < period / 2, "frame times moved"
+    assert abs(out.duration - src.duration) < period
     assert out.has_audio == src.has_audio and out.rotation == 0
-    first_in = next(media.iter_frames(run.video)).astype(np.float32)
-    first_out = next(media.iter_frames(path))[: src.height, : src.width].astype(np.float32)
-    assert np.abs(first_in - first_out).mean() < 12, "the output does not look like the input (orientation?)"
+    if out.has_audio:
+        heard, kept = media.read_audio(run.video), media.read_audio(path)
+        # Matroska cannot mark the encoder's padding in the last AAC frame (1024 samples): players play it as silence
+        padding = 1024 / 16000 if path.suffix == ".mkv" else 0.0
+        assert -period < len(kept) / 16000 - min(len(heard) / 16000, out.duration) < period + padding, "audio cut"
+        assert abs(mf.av_lag(heard, kept, 16000)) < period, "audio and video out of sync"
+    if run.compare is None:
+        assert (out.width, out.height) == (src.width + src.width % 2, src.height + src.height % 2)
+        first_in = next(media.iter_frames(run.video)).astype(np.float32)
+        first_out = next(media.iter_frames(path))[: src.height, : src.width].astype(np.float32)
+        assert np.abs(first_in - first_out).mean() < 12, "the output does not look like the input (orientation?)"
+    if case.check is not None:
+        case.check(run, path)
 
 
 # --------------------------------------------------------------------------- API
@@ -118,8 +143,16 @@ def test_api(case: Case, base: Base, editor: EmotionEditor, tmp_path: Path, monk
     monkeypatch.setattr(tempfile, "tempdir", str(ws.tmp))
     before = ws.snapshot()
     if case.works:
-        result = _api_editor(run, editor).edit(run.video, run.reference, run.target, run.strength, run.out)
-        _check_edit(ws, run, before, Path(result.path))
+        chosen = _api_editor(run, editor)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CmetWarning)
+            if run.compare is not None:
+                result = chosen.compare(run.video, run.reference, run.compare, run.strength, run.out)
+            else:
+                result = chosen.edit(run.video, run.reference, run.target, run.strength, run.out)
+        said = [str(w.message) for w in caught if issubclass(w.category, CmetWarning)]
+        assert not case.warns or any(re.search(case.warns, m) for m in said), said
+        _check_edit(ws, run, before, Path(result.path), case)
         return
     with pytest.raises(case.error) as caught:
         _api_editor(run, editor).edit(run.video, run.reference, run.target, run.strength, run.out)
@@ -186,7 +219,8 @@ def test_cli(case: Case, request) -> None:
     if case.works:
         assert record["code"] == 0, record["stderr"][-3000:]
         assert "Traceback" not in record["stderr"]
-        _check_edit(ws, run, before, run.out)
+        assert not case.warns or re.search("warning: " + case.warns, record["stderr"]), record["stderr"][-3000:]
+        _check_edit(ws, run, before, run.out, case)
         return
     _check_cli_failure(record, case)
     _check_untouched(ws, before, case)
