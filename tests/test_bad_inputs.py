@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,3 +274,24 @@ def test_cli_sigint_mid_render(base: Base, tmp_path: Path) -> None:
         "error: interrupted; no output was written."
     ]
     _check_untouched(ws, before)
+
+
+@pytest.mark.slow
+def test_cli_prints_only_its_own_lines(base: Base, tmp_path: Path) -> None:
+    """A plain run prints cmet's lines only (no MediaPipe/absl/TFLite log lines); ``--verbose`` lets them through."""
+    from cmet.quiet import NOISE
+
+    ws, run = Case("quiet", lambda w: Run(w.face())).prepare(tmp_path, base)
+    own = re.compile(r"^(engine: |warning: |wrote |timings: |\s*\d+%\|)")
+    for verbose in (False, True):
+        run.out.unlink(missing_ok=True)
+        shutil.rmtree(ws.cache, ignore_errors=True)  # tracking again: MediaPipe logs when its graphs start
+        proc = _cmet([*run.cli_args(), *(["--verbose"] if verbose else [])], run.env)
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-2000:]
+        lines = [line for line in (stdout + stderr).replace("\r", "\n").splitlines() if line.strip()]
+        noise = [line for line in lines if NOISE.match(line.encode())]
+        if verbose:
+            assert noise, "--verbose hid MediaPipe's log lines"
+        else:
+            assert not noise and all(own.match(line) for line in lines), lines
