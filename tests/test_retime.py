@@ -93,3 +93,22 @@ def test_variable_rate_file_keeps_every_frame_at_its_time(tmp_path):
     assert len(shown) == 30 and not media.probe(out).variable_rate
     assert max(abs(k / 30 - i / 30) for k, i in enumerate(shown)) <= 1 / 30 + 1e-9
     assert sorted(set(shown)) == sorted(mf.decode_index(f) for f in media.iter_frames(src))
+
+
+def test_preview_of_a_variable_rate_clip_is_the_frame_the_edit_shows(tmp_path):
+    """A preview (source frame k) equals the edited output at frame k's own time, before and after the rate drop."""
+    from cmet.pipeline import EmotionEditor
+    from tests.bad_inputs import EXAMPLE
+
+    staged = tmp_path / "staged.mp4"
+    mf._run(["-i", str(EXAMPLE), "-t", "1.2", "-vf", "fps=30,scale=160:160", "-an", f"file:{staged}"])
+    frames = list(media.iter_frames(staged))
+    src = mf.make_vfr_video(tmp_path / "phone.mp4", frames, 30, r"lt(n\,12)+not(mod(n\,2))")
+    editor = EmotionEditor.load(engine="lite", device="cpu")
+    out = editor.edit(src, target="preset:surprised", strength=2.0, out=tmp_path / "out.mp4").path
+    edited = list(media.iter_frames(out))
+    times = media.probe(src).frame_times()
+    for k in (3, 14, 20):  # 30 fps part, 15 fps part
+        preview = editor.preview(src, target="preset:surprised", strength=2.0, frame=k).astype(np.float32)
+        shown = edited[round(times[k] * 30)].astype(np.float32)
+        assert np.abs(preview - shown).mean() < 2.5, k
