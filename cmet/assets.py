@@ -1,9 +1,11 @@
 """Regenerate the example inputs in ``assets/examples/`` (``python -m cmet.assets``).
 
-Everything is made here from public-domain or synthetic material: the face is
-``skimage.data.astronaut()`` (NASA, public domain), its jaw and lips moved by cmet's own AU rig and warp
-following the loudness of an espeak-ng sentence, with a small head motion; the speech clips are
-espeak-ng voices, neutral (reference) and excited (target: higher pitch, faster, louder).
+Everything is made here from public-domain or synthetic material. The faces are two public-domain portraits
+that ship with Python packages: Grace Hopper's 1984 US Navy portrait (``matplotlib``'s sample data; a neutral
+face with glasses, the first example: emotions show on it plainly and its glasses must stay rigid) and
+``skimage.data.astronaut()`` (NASA; a smiling face). Their jaw and lips are moved by cmet's own AU rig and warp
+following the loudness of an espeak-ng sentence, with a small head motion; the speech clips are espeak-ng
+voices, neutral (reference) and excited (target: higher pitch, faster, louder).
 """
 
 from __future__ import annotations
@@ -30,6 +32,26 @@ SENTENCES = (
 SPOKEN = "I walked to the market this morning and bought some fresh bread and apples."
 VOICES = {"reference": ("-s", "150", "-p", "45", "-a", "90"), "target": ("-s", "205", "-p", "85", "-a", "170")}
 CROP = (120, 10, 440, 330)  # x0, y0, x1, y1 of the astronaut's head and shoulders: 320x320
+HOPPER_CROP = (100, 40, 420, 360)  # the same for Grace Hopper's portrait (512x600)
+FIRST_EXAMPLE = "hopper_talking.mp4"  # the neutral face the app shows first
+
+
+def astronaut_still() -> np.ndarray:
+    from skimage.data import astronaut
+
+    x0, y0, x1, y1 = CROP
+    return np.ascontiguousarray(astronaut()[y0:y1, x0:x1])
+
+
+def hopper_still() -> np.ndarray:
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    x0, y0, x1, y1 = HOPPER_CROP
+    return np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[y0:y1, x0:x1])
+
+
+PORTRAITS = {FIRST_EXAMPLE: hopper_still, "astronaut_talking.mp4": astronaut_still}
 
 
 def speak(text: str, out: Path, voice: tuple[str, ...]) -> Path:
@@ -66,11 +88,11 @@ def loudness_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0.0, 1.0)
 
 
-def talking_clip(audio_path: Path, out: Path, size: int | None = None) -> Path:
-    """Animate the astronaut's jaw/lips by the speech loudness, add head motion, mux the speech.
+def talking_clip(audio_path: Path, out: Path, size: int | None = None, still: np.ndarray | None = None) -> Path:
+    """Animate a portrait's jaw/lips by the speech loudness, add head motion, mux the speech.
 
-    ``size`` gives a square clip of that side from the whole portrait (for benchmarks); by default the
-    head-and-shoulders crop is used as is.
+    ``still`` is the portrait (default: the astronaut's head and shoulders); ``size`` gives a square clip of
+    that side from the whole astronaut portrait (for benchmarks).
     """
     from skimage.data import astronaut
 
@@ -78,8 +100,7 @@ def talking_clip(audio_path: Path, out: Path, size: int | None = None) -> Path:
     from cmet.face.landmarks import track
     from cmet.face.warp import Warper, render_expressions
 
-    x0, y0, x1, y1 = CROP
-    still = np.ascontiguousarray(astronaut()[y0:y1, x0:x1])
+    still = astronaut_still() if still is None else still
     if size is not None:
         still = cv2.resize(astronaut(), (size, size), interpolation=cv2.INTER_AREA)
     audio = media.read_audio(audio_path)
@@ -118,7 +139,8 @@ def build(root: Path = EXAMPLES) -> list[Path]:
             written.append(speak(text, folder / f"{name}_{i}.wav", voice))
     with tempfile.TemporaryDirectory() as tmp:
         spoken = speak(SPOKEN, Path(tmp) / "spoken.wav", VOICES["reference"])
-        written.append(talking_clip(spoken, root / "astronaut_talking.mp4"))
+        for name, portrait in PORTRAITS.items():
+            written.append(talking_clip(spoken, root / name, still=portrait()))
     return written
 
 

@@ -204,11 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     crop.set_defaults(run=_crop)
     from cmet.bench import add_parser as add_bench
     from cmet.download import add_parser as add_download
+    from cmet.evaluation import add_parser as add_eval
     from cmet.train.cli import add_parser as add_train
 
     add_train(sub)
     add_download(sub)
     add_bench(sub)
+    add_eval(sub)
     doctor = sub.add_parser("doctor", help="versions, device, ffmpeg and which engines' weights are present")
     doctor.set_defaults(run=_doctor)
     return parser

@@ -24,6 +24,7 @@ from cmet.face.au_rig import default_rig
 from cmet.face.landmarks import FaceTrack, track_cached
 from cmet.face.warp import Warper, render_expressions
 from cmet.lru import LRU
+from cmet.semantic import emotion_weight
 from cmet.speech.emotion2vec import Emotion2Vec
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.timeline import source_offsets
@@ -106,7 +107,16 @@ class LiteEngine:
         """Per-source-frame AU offsets from the lite connector of the speech vector's encoder space."""
         connector, meta = self.connector(speech.encoder)
         scaled = speech.vector / np.asarray(meta["speech_scale"], dtype=np.float32)
-        return source_offsets(connector, scaled, speech.gain, analysis.coeffs, analysis.info, upto)
+        weight = emotion_weight(scaled, float(meta.get("speech_noise", 0.0)), speech.n_reference, speech.n_target)
+        if weight < 1.0 and speech.gain > 0 and upto is None:
+            warnings.warn(
+                "The target speech differs from the reference about as much as clips of one emotion differ among "
+                f"themselves, so the edit is {'left out' if weight == 0 else f'weakened to {weight:.0%}'}; use "
+                "clearly emotional target clips (and at least 3 of each).",
+                CmetWarning,
+                stacklevel=3,
+            )
+        return source_offsets(connector, scaled, speech.gain * weight, analysis.coeffs, analysis.info, upto)
 
     def render(self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray) -> np.ndarray:
         """Warp each frame by its offset's canonical displacement, following the head through the track."""

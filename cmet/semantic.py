@@ -40,6 +40,26 @@ def _pool(values: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
+# Signal-to-noise of a speech vector: its length over the length expected from two sets of clips of one emotion
+# (the same speaker's neutral clips, say). Measured on the sample pools (emotion2vec+): neutral against neutral
+# has a median of 0.8–1.0 and a 99th percentile of 2.0–2.3; the 1st percentile of emotion against neutral is
+# 1.7–3.9 (contempt, 0.4–0.5, cannot be told from neutral by this encoder). Below SNR_NONE the pools show no
+# emotion and nothing is edited; from SNR_FULL on the edit has its full strength.
+SNR_NONE = 1.5
+SNR_FULL = 2.0
+
+
+def emotion_weight(vector: np.ndarray, noise: float, n_reference: int, n_target: int) -> float:
+    """0…1: how surely ``vector`` (mean target − mean reference, in the units ``noise`` is given in) is an emotion
+    rather than the spread between clips. ``noise`` is the clip-to-clip spread of one emotion's pool (the length
+    of a difference of two single clips' means over √2); without clip counts the vector is trusted."""
+    if n_reference <= 0 or n_target <= 0 or noise <= 0:
+        return 1.0
+    snr = float(np.linalg.norm(vector)) / (noise * np.sqrt(1.0 / n_reference + 1.0 / n_target))
+    x = float(np.clip((snr - SNR_NONE) / (SNR_FULL - SNR_NONE), 0.0, 1.0))
+    return x * x * (3.0 - 2.0 * x)
+
+
 def _unit_rows(diffs: np.ndarray, scale: float) -> np.ndarray:
     norms = np.linalg.norm(diffs, axis=1)
     keep = norms > _ZERO_TOL * scale

@@ -31,6 +31,8 @@ class SpeechVector:
     encoder: str
     vector: np.ndarray
     gain: float = 1.0
+    n_reference: int = 0  # clips behind the vector (0: unknown), to tell an emotion from clip-to-clip spread
+    n_target: int = 0
 
 
 def check_strength(strength: float) -> float:
@@ -55,9 +57,10 @@ def resolve_speech(
     sign, gain = float(np.sign(strength)), abs(float(strength))
     name = preset_name(target)
     if name is not None:
-        vector = get_preset(name, E2V).vector.astype(np.float32)
+        preset = get_preset(name, E2V)
+        vector = preset.vector.astype(np.float32)
         # A zero vector (the neutral preset) carries no emotion: no network pass, no change.
-        return SpeechVector(E2V, sign * vector, gain if vector.any() else 0.0)
+        return SpeechVector(E2V, sign * vector, gain if vector.any() else 0.0, preset.n_reference, preset.n_target)
     clips = [Path(c) for c in (target if isinstance(target, list | tuple) else [target])]
     if not reference:
         raise InputError("Target speech needs reference (neutral) speech clips of the same speaker to compare with.")
@@ -65,4 +68,5 @@ def resolve_speech(
 
     encoder = choose_encoder([*reference, *clips])
     embed = get_encoder(encoder, device=device).embed
-    return SpeechVector(encoder, sign * semantic_vector(embed(list(reference)), embed(clips)), gain)
+    vector = semantic_vector(embed(list(reference)), embed(clips))
+    return SpeechVector(encoder, sign * vector, gain, len(reference), len(clips))

@@ -1,4 +1,7 @@
-"""The action-unit rig: bases that do what their names say, exact round trips, distinct emotion prototypes."""
+"""The action-unit rig: bases that do what their names say, exact round trips, distinct emotion prototypes.
+
+Basis shapes are checked on the rig as written (EMFACS apexes, ``build_rig``); the shipped rig scales each
+apex to real faces (``tests/test_real_faces.py``)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,22 @@ import pytest
 from skimage.data import astronaut
 
 from cmet.face import regions as R
-from cmet.face.au_rig import AU_NAMES, PROTOTYPES, AURig, default_rig, face_mesh, face_mesh_edges
+from cmet.face.au_rig import (
+    AU_NAMES,
+    EMFACS_PROTOTYPES,
+    PROTOTYPES,
+    AURig,
+    build_rig,
+    default_rig,
+    face_mesh,
+    face_mesh_edges,
+)
 from cmet.face.canonical import canonical_template
 
 
 @pytest.fixture(scope="module")
 def rig() -> AURig:
-    return default_rig()
+    return build_rig()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +76,7 @@ def test_bases_move_what_their_names_say(rig):
     assert inner[107, 1] * up > 0.07 and abs(inner[70, 1]) < 0.5 * abs(inner[107, 1])
     assert outer[70, 1] * up > 0.07 and abs(outer[107, 1]) < 0.5 * abs(outer[70, 1])
     lower = _basis(rig, "AU4")
-    assert lower[107, 1] > 0.04 and lower[336, 1] > 0.04 and lower[107, 0] > 0 > lower[336, 0]  # down and together
+    assert lower[107, 1] > 0.04 and lower[336, 1] > 0.04 and lower[107, 0] > 0 > lower[336, 0]  # down, together
     nose = _basis(rig, "AU9")
     assert nose[98, 1] * up > 0.03 and nose[0, 1] * up > 0.04 and abs(nose[17, 1]) < 1e-9
 
@@ -81,8 +93,9 @@ def test_neighbouring_points_move_together(rig, template):
     for name, basis in zip(rig.names, rig.bases):
         for sign in (1.0, -1.0):
             assert (_areas(template + sign * basis, triangles) / rest).min() > 0.05, (name, sign)
+    shipped = default_rig()
     for name, coeffs in PROTOTYPES.items():
-        assert (_areas(template + 1.5 * rig.decode(coeffs), triangles) / rest).min() > 0.0, name
+        assert (_areas(template + 1.5 * shipped.decode(coeffs), triangles) / rest).min() > 0.0, name
 
 
 def test_mesh_has_holes_at_the_mouth_and_eyes_and_is_connected(template):
@@ -130,14 +143,19 @@ def test_encode_rejects_wrong_shapes(rig):
         rig.decode(np.zeros((3, 5)))
 
 
-def test_prototypes_follow_emfacs_and_are_distinguishable(rig, template):
+def test_prototypes_follow_facs_and_are_distinguishable(template):
+    """The shipped prototypes keep the FACS units each emotion is known by, and the rig tells them apart."""
+    rig = default_rig()
+    assert set(PROTOTYPES) == set(EMFACS_PROTOTYPES)
     assert set(PROTOTYPES) == {"angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"}
     assert not PROTOTYPES["neutral"].any()
     p = {name: dict(zip(rig.names, vector)) for name, vector in PROTOTYPES.items()}
-    assert p["happy"]["AU6"] > 0 and p["happy"]["AU12"] > 0
-    assert p["sad"]["AU1"] > 0 and p["sad"]["AU4"] > 0 and p["sad"]["AU15"] > 0
-    assert all(p["surprised"][u] > 0 for u in ("AU1", "AU2", "AU5", "AU26"))
+    assert p["happy"]["AU6"] > 0.3 and p["happy"]["AU12"] > 0.5
+    assert p["sad"]["AU1"] > 0 and p["sad"]["AU4"] > 0 and p["sad"]["AU15"] > 0.3
+    assert all(p["surprised"][u] > 0.5 for u in ("AU1", "AU2", "AU5"))
+    assert p["angry"]["AU4"] > 0.5 and p["angry"]["AU24"] > 0.5
     assert p["contempt"]["R12"] > 0 and p["contempt"]["AU12"] == 0
+    assert all(v["AU26"] == 0 for v in p.values()), "the jaw drop belongs to the speech"
     names = list(PROTOTYPES)
     table = np.stack([PROTOTYPES[name] for name in names])
     recovered = rig.encode(template[None] + rig.decode(table), neutral=template)
@@ -167,6 +185,7 @@ def test_a_rendered_smile_encodes_as_au12(rig, astronaut_track):
     retracked = track(edited, smooth=False)
     coeffs = dict(zip(rig.names, rig.encode(retracked.canonical(), neutral=astronaut_track.canonical()[0])[0]))
     assert coeffs["AU12"] > 0.3
-    assert abs(coeffs["AU4"]) < 0.2 and abs(coeffs["AU1"]) < 0.2 and abs(coeffs["AU26"]) < 0.2
+    # re-tracking a warped face is noisy on the brows (~0.015 IOD, a third of the raw AU4 apex)
+    assert abs(coeffs["AU4"]) < 0.35 and abs(coeffs["AU1"]) < 0.2 and abs(coeffs["AU26"]) < 0.2
     moved = rig.decode(np.array(list(coeffs.values())))
     assert moved[[61, 291], 1].mean() < -0.04  # the encoded expression lifts the corners

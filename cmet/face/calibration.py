@@ -11,7 +11,7 @@ speech, and the edit must keep them. An action unit's apex (coefficient 1) is th
 over the emotions, so coefficients stay in 0…1. The jaw drop (speech moves it) and the one-sided R12 (the
 photos are averaged over both sides) are not fitted.
 
-Emotions whose real data are too thin (``min_photos``) keep the EMFACS prototype of ``au_rig``.
+Emotions whose real data are too thin (``min_photos``) keep the EMFACS prototype of ``au_rig``, without its jaw drop.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 from cmet.face.measures import KEY_MEASURES, MEASURES, expression_measures
 
 FIELD_WEIGHT = 0.3  # landmark-field term relative to the measures (per landmark, canonical units)
-HELD_AT_ZERO = {"mouth_open": 0.01}  # measure → the standard error it is held to zero with
+HELD_AT_ZERO = {"mouth_open": 0.004}  # measure → the standard error it is held to zero with
 MIN_SE = 0.004  # no measure is trusted to better than this (FaceMesh's own noise on a still face)
+SPEECH_UNIT = "AU26"  # the jaw drop: the speech moves it, no emotion may
 MIN_APEX = 0.1  # a unit used less than this by every fitted emotion keeps its EMFACS apex
 KEY_TIGHTNESS = 2.0
 PRIOR_SE = 0.015  # how far a real face may stray from the EMFACS prediction of a measure
@@ -51,7 +52,7 @@ class Calibration:
 
 
 def measure_jacobian(template: np.ndarray, step: float = 1e-4) -> np.ndarray:
-    """``[M, 478*2]`` change of each measure per unit landmark displacement, at the template (linear for small edits)."""
+    """``[M, 956]`` change of each measure per unit landmark displacement at the template (small edits are linear)."""
     base = expression_measures(template)
     names = list(MEASURES)
     flat = np.asarray(template, np.float64).reshape(-1)
@@ -128,7 +129,7 @@ def calibrate(
     fields: dict[str, np.ndarray],
     fallback: dict[str, dict[str, float]],
     min_photos: int = 30,
-    excluded_units: tuple[str, ...] = ("AU26", "R12"),
+    excluded_units: tuple[str, ...] = (SPEECH_UNIT, "R12"),
 ) -> Calibration:
     """Prototypes and apexes for every emotion of ``fallback`` (EMFACS), real-fitted where the data allow."""
     jacobian = measure_jacobian(template)
@@ -137,7 +138,7 @@ def calibrate(
     sources: dict[str, str] = {}
     for emotion, emfacs in fallback.items():
         entry = table.get(emotion)
-        emfacs_coeffs = np.array([emfacs.get(name, 0.0) for name in names])
+        emfacs_coeffs = np.array([emfacs.get(name, 0.0) if name != SPEECH_UNIT else 0.0 for name in names])
         if emotion != "neutral" and entry and entry["photos"] >= min_photos and emotion in fields:
             prior = jacobian @ (emfacs_coeffs @ bases.reshape(len(bases), -1))
             targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()))

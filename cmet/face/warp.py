@@ -147,12 +147,42 @@ class Warper:
         side = knots.shape[-1]
         fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
         knots = knots * fade[:, None].to(device=knots.device) * scale
+        knots = knots * _fold_free_scale(knots, scale / (side - 1))[:, None, None, None]
 
         ys = torch.arange(crop_h, device=src.device, dtype=torch.float32) / scale
         xs = torch.arange(crop_w, device=src.device, dtype=torch.float32) / scale
         unit = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1) * 2 - 1
         field = F.grid_sample(knots, unit[None].expand(len(src), -1, -1, -1), mode="bilinear", align_corners=True)
         return (x0.tolist(), y0.tolist(), crop_w, crop_h), field
+
+
+MIN_JACOBIAN = 0.2  # the warp may squeeze an area to a fifth of itself, never fold it over
+
+
+def _fold_free_scale(knots: torch.Tensor, spacing: float, iterations: int = 10) -> torch.Tensor:
+    """``[n]`` factor ≤ 1 for each frame's backward offsets ``knots [n, 2, K, K]`` (pixels, knots ``spacing``
+    pixels apart) so that the map x → x + offset keeps a Jacobian determinant ≥ ``MIN_JACOBIAN`` everywhere.
+
+    A fold would show skin twice or turn it inside out (a very strong strength on a small face); scaling the
+    whole frame's edit down keeps its shape, only weaker. Frames that never fold keep factor 1 exactly.
+    """
+    dx = (knots[..., :, 1:] - knots[..., :, :-1])[..., :-1, :] / spacing
+    dy = (knots[..., 1:, :] - knots[..., :-1, :])[..., :, :-1] / spacing
+
+    def worst(alpha: torch.Tensor) -> torch.Tensor:
+        a = alpha[:, None, None]
+        return ((1 + a * dx[:, 0]) * (1 + a * dy[:, 1]) - a * a * dy[:, 0] * dx[:, 1]).flatten(1).amin(1)
+
+    full = torch.ones(len(knots), dtype=knots.dtype, device=knots.device)
+    folding = worst(full) < MIN_JACOBIAN
+    if not bool(folding.any()):
+        return full
+    low, high = torch.zeros_like(full), full.clone()
+    for _ in range(iterations):
+        middle = 0.5 * (low + high)
+        fine = worst(middle) >= MIN_JACOBIAN
+        low, high = torch.where(fine, middle, low), torch.where(fine, high, middle)
+    return torch.where(folding, low, full)
 
 
 def _as_points(points, count: int, device: torch.device) -> torch.Tensor:

@@ -119,7 +119,8 @@ def _train(args: argparse.Namespace) -> None:
         def save_fold(speaker: str, fold: TrainResult) -> None:
             clips = {s: c for s, c in counts.items() if s != speaker}
             data = {"root": _display(root), "source": _source(encoder.name), "clips": clips, "held_out": speaker}
-            meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args))
+            fold_pools = pools.restrict(s for s in pools.speakers if s != speaker)
+            meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args), fold_pools)
             save_lite(fold, state_dir / f"heldout_{speaker}" / args.speech, meta)
 
         loso = leave_one_speaker_out(
@@ -133,7 +134,7 @@ def _train(args: argparse.Namespace) -> None:
     if _rank() != 0:
         return
     data = {"root": _display(root), "source": _source(encoder.name), "clips": counts}
-    meta = checkpoint_meta(result, config, encoder.name, list(AU_NAMES), data, loso, _command(args))
+    meta = checkpoint_meta(result, config, encoder.name, list(AU_NAMES), data, loso, _command(args), pools)
     out = args.out if args.out is not None else lite_dir() / args.speech
     folder = save_lite(result, out, meta)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cmet.train.data import SpeechPools
 from cmet.train.evaluate import LosoResult
-from cmet.train.trainer import TrainConfig, TrainResult
+from cmet.train.trainer import TrainConfig, TrainResult, clip_spread
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -23,6 +24,7 @@ def checkpoint_meta(
     data: dict,
     loso: LosoResult | None,
     command: str,
+    pools: SpeechPools | None = None,
 ) -> dict:
     """JSON-ready metadata stored next to the weights."""
     return {
@@ -30,6 +32,7 @@ def checkpoint_meta(
         "encoder": encoder,
         "speech_dim": int(result.connector.config.speech_dim),
         "speech_scale": [float(x) for x in result.speech_scale],
+        "speech_noise": round(clip_spread(pools, result.speech_scale), 4) if pools is not None else 0.0,
         "speech_input": (
             "raw speech semantic vector (mean target − mean reference embedding, times strength) divided "
             "elementwise by speech_scale"

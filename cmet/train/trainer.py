@@ -122,6 +122,21 @@ def speech_scale(pools: SpeechPools, normalisation: str) -> np.ndarray:
     return np.maximum(std, 1e-6 * max(float(std.max()), 1e-12)).astype(np.float32)
 
 
+def clip_spread(pools: SpeechPools, scale: np.ndarray) -> float:
+    """RMS length of one clip's deviation from its pool's mean (scaled units), over every (speaker, emotion) pool.
+
+    Two disjoint sets of a and b clips of one pool differ by this times √(1/a + 1/b) on average: the yardstick
+    the engine uses to tell an emotion from clip-to-clip spread (``cmet.semantic.emotion_weight``).
+    """
+    total, count = 0.0, 0
+    for clips in pools.pools.values():
+        if len(clips) > 1:
+            x = clips.astype(np.float64) / scale
+            total += float(((x - x.mean(axis=0)) ** 2).sum())
+            count += len(x) - 1
+    return float(np.sqrt(total / count)) if count else 0.0
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
