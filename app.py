@@ -36,6 +36,7 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from pydantic import ValidationError
 
 from cmet import EditResult, EmotionEditor, quiet
+from cmet.assets import FIRST_EXAMPLE
 from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
@@ -409,15 +410,31 @@ def clip_pool(label: str, elem_id: str) -> gr.File:
     return pool
 
 
+def _example_videos() -> list[Path]:
+    """The example clips, the neutral face first (the one a first click should show changing plainly)."""
+    return sorted(EXAMPLES_DIR.glob("*.mp4"), key=lambda p: (p.name != FIRST_EXAMPLE, p.name))
+
+
+def _example_speech(kind: str) -> list[str]:
+    return [str(p) for p in sorted((EXAMPLES_DIR / kind).glob("*.wav"))]
+
+
 def example_rows(preset: str | None) -> list[list[Any]]:
-    """Examples from assets/examples: each clip with the target speech, and the first with ``preset``."""
-    videos = sorted(EXAMPLES_DIR.glob("*.mp4"))
-    reference = [str(p) for p in sorted((EXAMPLES_DIR / "reference").glob("*.wav"))]
-    target = [str(p) for p in sorted((EXAMPLES_DIR / "target").glob("*.wav"))]
+    """Examples from assets/examples: the neutral face with ``preset`` first, then each clip with the target speech."""
+    videos, reference, target = _example_videos(), _example_speech("reference"), _example_speech("target")
     if not videos or not reference:
         return []
     rows = [[str(v), reference, target, NO_PRESET, 1.0] for v in videos if target]
-    return rows + ([[str(videos[0]), reference, None, preset, 1.0]] if preset else [])
+    return ([[str(videos[0]), reference, None, preset, 1.0]] if preset else []) + rows
+
+
+def compare_example_rows(basic: list[str], extended: list[str]) -> list[list[Any]]:
+    """The Compare tab's example: the neutral face with the emotions that read most plainly, and one extended."""
+    videos, reference = _example_videos(), _example_speech("reference")
+    shown = [e for e in ("happy", "sad", "surprised", "angry") if e in basic]
+    if not videos or not reference or not shown:
+        return []
+    return [[str(videos[0]), reference, shown, extended[:1]]]
 
 
 def header(editor: EmotionEditor) -> str:
@@ -505,6 +522,9 @@ def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Bl
                                 gr.Textbox(label="Strength", placeholder="as all", elem_id=f"row{row}-strength"),
                             ]
                     compare_button = gr.Button("Render comparison", variant="primary")
+            compare_rows = compare_example_rows(presets["basic"], presets["extended"])
+            if compare_rows:
+                gr.Examples(compare_rows, [cmp_video, cmp_reference, basic, extended], label="Example")
             with gr.Accordion("As an API call (emotions_json)", open=False):
                 emotions_json = gr.JSON(label="emotions_json", elem_id="emotions-json")
             grid = gr.Video(label="Comparison grid", elem_id="grid")
