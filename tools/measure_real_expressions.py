@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from cmet.face import canonical as C  # noqa: E402
 from cmet.face.au_rig import EMFACS_PROTOTYPES, build_rig  # noqa: E402
-from cmet.face.calibration import calibrate  # noqa: E402
+from cmet.face.calibration import Calibration, calibrate, transfer_shares  # noqa: E402
 from cmet.face.landmarks import image_landmarks  # noqa: E402
 from cmet.face.measures import MEASURES, expression_measures  # noqa: E402
 
@@ -172,13 +172,46 @@ def measure(dataset: Path, out: Path, max_per_class: int, seed: int) -> None:
     print(f"{len(faces)} faces used of {len(rows)} photos in {time.time() - start:.0f} s → {out}")
 
 
+def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray) -> dict[str, float]:
+    """Render every fitted prototype (and twice it) on the astronaut portrait, track the result again and compare
+    what FaceMesh reads with what the landmarks were moved by: the rendering chain's share per measure."""
+    from cmet.assets import astronaut_still
+    from cmet.face.au_rig import AURig
+    from cmet.face.landmarks import track
+    from cmet.face.warp import Warper, render_expressions
+
+    still = astronaut_still()
+    face = track([still], smooth=False)
+    rig = AURig(names=rig_names, bases=bases * np.array([result.apex[n] for n in rig_names])[:, None, None])
+    before = np.array([expression_measures(canonical_face(still))[k] for k in MEASURES])
+    start = face.canonical()[0]
+    intended, read = [], []
+    for emotion, source in result.sources.items():
+        if not source.startswith("fitted"):
+            continue
+        for gain in (1.0, 2.0):
+            coeffs = gain * np.array([result.prototypes[emotion].get(n, 0.0) for n in rig_names])
+            shift = rig.decode(coeffs[None])
+            image = render_expressions(still[None], face.landmarks[:1, :, :2], face.transforms[:1], shift, Warper())[0]
+            moved, seen = expression_measures(start + shift[0]), expression_measures(canonical_face(image))
+            base = expression_measures(start)
+            intended.append([moved[k] - base[k] for k in MEASURES])
+            read.append([seen[k] - before[i] for i, k in enumerate(MEASURES)])
+    return transfer_shares(np.array(intended), np.array(read))
+
+
 def calibrate_rig(out: Path) -> None:
-    """Fit the rig's prototypes and apexes to the table in ``out`` → ``calibration.json``."""
+    """Fit the rig's prototypes and apexes to the table in ``out``, measure how much of each measure a rendered edit
+    shows, and fit again with that compensated → ``calibration.json``."""
     table = json.loads((out / "expressions.json").read_text())
     with np.load(out / "fields.npz") as data:
         fields = {k: data[k] for k in data.files}
     rig = build_rig()
-    result = calibrate(rig.names, rig.bases, C.canonical_template(), table, fields, EMFACS_PROTOTYPES)
+    template = C.canonical_template()
+    first = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES)
+    shares = read_back(first, rig.names, rig.bases)
+    print("rendered share per measure: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
+    result = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES, transfer=shares)
     result.save(out / "calibration.json")
     for emotion, units in result.prototypes.items():
         print(f"{emotion:10s} {result.sources[emotion]:45s} {units}")

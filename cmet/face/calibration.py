@@ -17,7 +17,7 @@ Emotions whose real data are too thin (``min_photos``) keep the EMFACS prototype
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +40,16 @@ class Calibration:
     prototypes: dict[str, dict[str, float]]
     apex: dict[str, float]
     sources: dict[str, str]
+    transfer: dict[str, float] = field(default_factory=dict)  # measure → share a rendered edit shows (see below)
 
     def save(self, path: Path) -> None:
-        data = {"apex": self.apex, "prototypes": self.prototypes, "sources": self.sources}
+        data = {"apex": self.apex, "prototypes": self.prototypes, "sources": self.sources, "transfer": self.transfer}
         path.write_text(json.dumps(data, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Calibration:
         data = json.loads(path.read_text())
-        return cls(data["prototypes"], data["apex"], data["sources"])
+        return cls(data["prototypes"], data["apex"], data["sources"], data.get("transfer", {}))
 
 
 def measure_jacobian(template: np.ndarray, step: float = 1e-4) -> np.ndarray:
@@ -78,10 +79,14 @@ def _measured_points() -> np.ndarray:
     return np.array(sorted(touched))
 
 
-def measure_targets(table_entry: dict, prior: np.ndarray, keys: tuple[str, ...] = ()) -> dict[str, tuple[float, float]]:
+def measure_targets(
+    table_entry: dict, prior: np.ndarray, keys: tuple[str, ...] = (), transfer: dict[str, float] | None = None
+) -> dict[str, tuple[float, float]]:
     """(target, standard error) per measure: the real value and the EMFACS ``prior`` values, inverse-variance mixed.
 
-    ``keys`` (the measures a person reads the emotion by) are held ``KEY_TIGHTNESS`` times tighter.
+    ``keys`` (the measures a person reads the emotion by) are held ``KEY_TIGHTNESS`` times tighter. ``transfer``
+    is the share of a landmark edit that FaceMesh reads back on a rendered face (the same instrument measured
+    the real faces): targets are raised by it so the rendered edit reads as the real one does.
     """
     targets = {}
     for i, name in enumerate(MEASURES):
@@ -91,7 +96,8 @@ def measure_targets(table_entry: dict, prior: np.ndarray, keys: tuple[str, ...] 
         stats = table_entry["measures"][name]
         w_real, w_prior = 1.0 / max(stats["se"], MIN_SE) ** 2, 1.0 / PRIOR_SE**2
         mean = (w_real * stats["mean"] + w_prior * float(prior[i])) / (w_real + w_prior)
-        targets[name] = (mean, (w_real + w_prior) ** -0.5 / (KEY_TIGHTNESS if name in keys else 1.0))
+        share = (transfer or {}).get(name, 1.0)
+        targets[name] = (mean / share, (w_real + w_prior) ** -0.5 / (KEY_TIGHTNESS if name in keys else 1.0) / share)
     return targets
 
 
@@ -130,6 +136,7 @@ def calibrate(
     fallback: dict[str, dict[str, float]],
     min_photos: int = 30,
     excluded_units: tuple[str, ...] = (SPEECH_UNIT, "R12"),
+    transfer: dict[str, float] | None = None,
 ) -> Calibration:
     """Prototypes and apexes for every emotion of ``fallback`` (EMFACS), real-fitted where the data allow."""
     jacobian = measure_jacobian(template)
@@ -141,7 +148,7 @@ def calibrate(
         emfacs_coeffs = np.array([emfacs.get(name, 0.0) if name != SPEECH_UNIT else 0.0 for name in names])
         if emotion != "neutral" and entry and entry["photos"] >= min_photos and emotion in fields:
             prior = jacobian @ (emfacs_coeffs @ bases.reshape(len(bases), -1))
-            targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()))
+            targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()), transfer)
             raw[emotion] = fit_emotion(bases, jacobian, targets, fields[emotion], units)
             people = f"{entry['people']} people" if entry["people"] else f"{entry['photos']} photos vs all neutral"
             sources[emotion] = f"fitted to real faces ({entry['method']}, {people})"
@@ -157,4 +164,19 @@ def calibrate(
         emotion: {name: round(float(c / apex[name]), 4) for name, c in zip(names, coeffs) if c > 1e-6}
         for emotion, coeffs in raw.items()
     }
-    return Calibration(prototypes, {k: round(v, 4) for k, v in apex.items()}, sources)
+    apexes = {k: round(v, 4) for k, v in apex.items()}
+    return Calibration(prototypes, apexes, sources, {k: round(v, 3) for k, v in (transfer or {}).items()})
+
+
+MIN_TRANSFER = 0.5  # a measure FaceMesh reads back less than half of is not compensated beyond 2×
+
+
+def transfer_shares(intended: np.ndarray, read: np.ndarray) -> dict[str, float]:
+    """Per measure, the least-squares share ``read ≈ share × intended`` over rendered edits ``[N, M]`` (columns in
+    ``MEASURES`` order), clipped to [``MIN_TRANSFER``, 1]; measures the edits hardly moved keep 1."""
+    shares = {}
+    for j, name in enumerate(MEASURES):
+        x, y = intended[:, j], read[:, j]
+        energy = float(x @ x)
+        shares[name] = float(np.clip((x @ y) / energy, MIN_TRANSFER, 1.0)) if energy > 4e-4 else 1.0
+    return shares
