@@ -66,8 +66,11 @@ class VideoInfo:
         return f"{self.colour.filters()},setsar={self.sar[0]}/{self.sar[1]}"
 
     def frame_times(self) -> np.ndarray:
-        """Presentation times (s, from the first frame); evenly spaced when not probed from a file."""
-        return self.times if self.times is not None else np.arange(self.frames) / self.fps
+        """Presentation times (s, from the first frame); evenly spaced at ``fps`` when not probed from a file (or
+        when a copy changed the frame count, as synthetic timelines in tests do)."""
+        if self.times is not None and len(self.times) == self.frames:
+            return self.times
+        return np.arange(self.frames) / self.fps
 
     @property
     def variable_rate(self) -> bool:
