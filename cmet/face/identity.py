@@ -32,13 +32,12 @@ def _box(face: np.ndarray) -> np.ndarray:
     return np.concatenate([xy.min(0), xy.max(0)])
 
 
-def link(faces: list[list[np.ndarray]]) -> list[list[int]]:
-    """A person number for every face of every frame: the nearest person (by box centre, relative to face size)
-    that is not taken in that frame, or a new person."""
+def link(boxes_per_frame: list[list[np.ndarray]]) -> list[list[int]]:
+    """A person number for every face box of every frame: the nearest person (by box centre, relative to face
+    size) that is not taken in that frame, or a new person."""
     last: list[np.ndarray] = []  # each person's most recent box
     labels: list[list[int]] = []
-    for frame in faces:
-        boxes = [_box(face) for face in frame]
+    for boxes in boxes_per_frame:
         pairs = []
         for i, box in enumerate(boxes):
             centre, size = (box[:2] + box[2:]) / 2, max(float(np.max(box[2:] - box[:2])), 1.0)
@@ -64,14 +63,14 @@ def link(faces: list[list[np.ndarray]]) -> list[list[int]]:
 def follow_one(faces: list[list[np.ndarray]], size: tuple[int, int], min_fraction: float = 0.5) -> Chosen:
     """The person with the largest face on average (among those seen in at least ``min_fraction`` of the frames,
     when anyone is), with their landmarks in every frame where they are seen."""
-    labels = link(faces)
+    boxes = [[_box(face) for face in frame] for frame in faces]
+    labels = link(boxes)
     people = 1 + max((p for frame in labels for p in frame), default=-1)
     area = np.zeros(people)
     seen = np.zeros(people)
     centres = np.zeros((people, 2))
-    for frame, found in zip(faces, labels):
-        for face, person in zip(frame, found):
-            box = _box(face)
+    for frame, found in zip(boxes, labels):
+        for box, person in zip(frame, found):
             area[person] += float(np.prod(box[2:] - box[:2]))
             seen[person] += 1
             centres[person] += (box[:2] + box[2:]) / 2
