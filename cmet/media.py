@@ -786,9 +786,10 @@ class VideoWriter:
     def _gif(self) -> Path:
         """A palette GIF from the H.264 intermediate: one pass measures the best 256 colours, one dithers to them
         (two decodes rather than one filter graph, which would hold every frame in memory). Non-square pixels are
-        stretched square: GIF players ignore an aspect ratio."""
+        stretched square: GIF players ignore an aspect ratio. Above 50 fps frames are dropped by time: GIF delays
+        are whole centiseconds and browsers slow anything under 2 down to 10."""
         palette, out = self._temp(".palette.png"), self._temp(".gif")
-        square = "scale=trunc(iw*sar/2)*2:ih,setsar=1"
+        square = "scale=trunc(iw*sar/2)*2:ih,setsar=1" + (",fps=50" if self.fps > 50 else "")
         steps = [
             ["-i", _url(self._video_tmp), "-vf", f"{square},palettegen=stats_mode=diff", "-update", "1",
              "-f", "image2", _url(palette)],
