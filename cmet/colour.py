@@ -5,7 +5,7 @@ decodes to the right RGB). The writer pipes them out as BT.601 limited-range YUV
 when the input was BT.709 or full range, ffmpeg's ``colorspace`` filter re-expresses that in the input's matrix
 and range (matrix only: 0.3 ms/frame at 512², in the encoder's process), and the output is tagged the same way,
 so players show the colours the input had. Tags an 8-bit SDR output cannot honestly carry (BT.2020, HDR
-transfers) are not copied.
+transfers) are not copied; such a matrix is written, and tagged, as BT.601.
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ class Colour:
         if bt709 or self.full_range:
             space = "bt709" if bt709 else "bt601-6-625"
             chain.append(f"colorspace=all={space}:iall=bt601-6-625:range={full}:irange=tv:fast=1")
+        # A matrix the output cannot keep (BT.2020) was written as BT.601: say so, or HD players would assume 709.
+        matrix = self.matrix if self.matrix in _KEPT or self.matrix is None else "bt470bg"
         tags = [f"range={full}"]
         tags += [f"{key}={value}" for key, value in
-                 (("colorspace", self.matrix), ("color_primaries", self.primaries), ("color_trc", self.transfer))
+                 (("colorspace", matrix), ("color_primaries", self.primaries), ("color_trc", self.transfer))
                  if value in _KEPT]  # fmt: skip
         return ",".join([*chain, "setparams=" + ":".join(tags)])
 

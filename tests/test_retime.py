@@ -67,7 +67,7 @@ def test_colour_is_read_from_the_stream_line(text, expected):
 
 def test_colour_tags_leave_out_what_8_bit_sdr_cannot_carry():
     hdr = Colour(False, "bt2020nc", "bt2020", "smpte2084")
-    assert hdr.filters() == "setparams=range=tv"
+    assert hdr.filters() == "setparams=range=tv:colorspace=bt470bg"  # written as BT.601, and said so
     assert "colorspace=all=bt709" in Colour(True, "bt709").filters()
 
 
