@@ -143,20 +143,22 @@ def track(
     ``workers`` > 1 splits a file read at its own rate into that many stretches tracked at once (one
     FaceMesh per thread; MediaPipe releases the GIL), each starting with a fresh detection.
     """
-    frames, rate, name = _open(source, fps)
+    frames, rate, name, times = _open(source, fps)
     segments = _segments(source, fps, workers)
     faces, size = _detect_segments(Path(source), segments, name) if segments else _detect(frames, name)
     person = identity.follow_one(faces, size, min_valid_fraction)
+    clock = times if times is not None and len(times) == len(faces) else np.arange(len(faces)) / rate
+    clock = np.append(clock, clock[-1] + 1 / rate)  # seconds at each frame's start, and at the end
     if person.others_at is not None:
         warnings.warn(
-            f"Several faces were found in {name} (another from {person.others_at / rate:.1f} s); the one "
+            f"Several faces were found in {name} (another from {clock[person.others_at]:.1f} s); the one "
             f"{person.position}, the largest on average, is edited wherever it is seen, and no other.",
             CmetWarning,
             stacklevel=2,
         )
     raw, detected = person.landmarks, person.detected
     points, valid = fill_gaps(raw, detected)
-    _check_coverage(valid, rate, name, min_valid_fraction)
+    _check_coverage(valid, clock, name, min_valid_fraction)
     transforms = np.full((len(points), 2, 3), np.nan)
     transforms[valid] = fit_similarity(points[valid][:, STABLE, :2], _canonical.CANONICAL[STABLE])
     if smooth:
@@ -172,17 +174,18 @@ def track(
     )
 
 
-def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], float, str]:
-    """Frames, their rate and a name for messages, from a path or from frames."""
+def _open(source: object, fps: float | None) -> tuple[Iterator[np.ndarray], float, str, np.ndarray | None]:
+    """Frames, their rate, a name for messages and, for a file read at its own rate, each frame's time (s)."""
     if isinstance(source, (str, os.PathLike)):
         from cmet.media import iter_frames, probe
 
         path = Path(source)
         info = probe(path)
-        return iter_frames(path, fps=fps), float(fps or info.fps), f"the video {path.name}"
+        times = info.frame_times() if fps is None else None  # variable frame rate: messages give real times
+        return iter_frames(path, fps=fps), float(fps or info.fps), f"the video {path.name}", times
     if isinstance(source, np.ndarray) and source.ndim == 3:
         source = source[None]
-    return iter(source), float(fps or MODEL_FPS), "the frames"
+    return iter(source), float(fps or MODEL_FPS), "the frames", None
 
 
 def _face_mesh(faces: int, static: bool = False):
@@ -361,12 +364,12 @@ def fill_gaps(points: np.ndarray, detected: np.ndarray, max_gap: int = MAX_GAP) 
     return points, valid
 
 
-def _check_coverage(valid: np.ndarray, fps: float, name: str, min_fraction: float) -> None:
-    """Raise when too few frames have a face; warn when some do not."""
+def _check_coverage(valid: np.ndarray, clock: np.ndarray, name: str, min_fraction: float) -> None:
+    """Raise when too few frames have a face; warn when some do not (``clock``: seconds at each frame and the end)."""
     gaps = _runs(~valid)
     if not gaps:
         return
-    shown = [f"{start / fps:.1f}–{stop / fps:.1f} s" for start, stop in gaps[:4]]
+    shown = [f"{clock[start]:.1f}–{clock[stop]:.1f} s" for start, stop in gaps[:4]]
     where = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
     if len(gaps) > 4:
         where += f" (and {len(gaps) - 4} more stretches)"
