@@ -48,7 +48,8 @@ def install() -> None:
         if _installed or verbose():
             return
         _installed = True
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
         terminal = os.dup(2)
         read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
@@ -61,15 +62,24 @@ def install() -> None:
 
 
 def _forward(read_end: int, terminal: int) -> None:
-    """Copy whole lines from the pipe to the terminal, leaving out the libraries' log lines."""
+    """Copy whole lines from the pipe to the terminal, leaving out the libraries' log lines.
+
+    It keeps draining the pipe even when the terminal is gone: a full pipe would block every writer to fd 2.
+    """
     pending = b""
     while chunk := os.read(read_end, 65536):
         *lines, pending = (pending + chunk).split(b"\n")
-        kept = b"".join(line + b"\n" for line in lines if not NOISE.match(line))
-        if kept:
-            os.write(terminal, kept)
-    if pending and not NOISE.match(pending):
-        os.write(terminal, pending)
+        _write(terminal, b"".join(line + b"\n" for line in lines if not NOISE.match(line)))
+    if not NOISE.match(pending):
+        _write(terminal, pending)
+
+
+def _write(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass  # the terminal closed (a pipe into ``head``): nothing left to show it to
 
 
 @contextlib.contextmanager
@@ -81,7 +91,8 @@ def hidden() -> Iterator[None]:
         return
     with _lock:
         if _hidden_depth == 0:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             _saved_fd = os.dup(2)
             with open(os.devnull, "wb") as null:
                 os.dup2(null.fileno(), 2)
