@@ -340,6 +340,16 @@ CATALOGUE: dict[str, tuple[Attack, str, bool]] = {
         "not a readable video or audio file",
         True,
     ),
+    "control_characters_in_a_file_name": (
+        lambda c: render(Up(hls(c, "a\x1b[2J\r\nb\u202e.m3u8", f"file:{c.private.video}")), c),
+        PLAYLIST,
+        True,
+    ),
+    "unicode_file_name_of_a_text": (
+        lambda c: render(Up(c.file("видео 😀.mp4", "not a video at all\n")), c),
+        "is not a readable video",
+        True,
+    ),
     # labels, caps and big or deep JSON
     "label_with_control_characters": (lambda c: compare(c, {"\x1b[31mred\nalert": "preset:happy"}), "control", True),
     "label_with_bidi_override": (lambda c: compare(c, {"happy\u202etxt.exe": "preset:happy"}), "invisible", True),
