@@ -26,7 +26,7 @@ IMAGE_DEMUXERS = ("png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
 ALLOWED_DEMUXERS = VIDEO_DEMUXERS + AUDIO_DEMUXERS + IMAGE_DEMUXERS
 SUPPORTED = "MP4/MOV, MKV/WebM, AVI or MPEG-TS video, or WAV, MP3, M4A, OGG, FLAC or WebM audio"
 
-# First bytes of the list and playlist formats people meet, to name what was refused.
+# First bytes of the list and playlist formats people meet: refused, by name, before ffmpeg opens them.
 _LISTS = (
     (re.compile(rb"\s*#EXTM3U"), "an M3U/HLS playlist"),
     (re.compile(rb"\s*ffconcat\b"), "an ffmpeg concat list"),
