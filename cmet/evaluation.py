@@ -62,7 +62,7 @@ class EmotionResult:
     classifier_after: float = float("nan")
     lip_correlation: float = float("nan")
     jitter_ratio: float = float("nan")  # output's landmark jitter / input's
-    background_psnr: float = float("nan")
+    background_psnr: float = float("nan")  # against a strength-0 render (same codec), outside the face
 
 
 def load_real_table(path: Path = REAL_TABLE) -> dict:
@@ -163,11 +163,26 @@ def evaluate(
             source_frames = _frames_at(video, np.union1d(sample, [show]))
             by_index = dict(zip(np.union1d(sample, [show]).tolist(), source_frames))
             row = [_cell(by_index[show], f"{video.stem[:18]}: input")]
+            still = Path(tmp) / f"{video.stem}_unedited.mp4"  # strength 0: the same decode and encode, no edit
+            editor.edit(video, None, "preset:neutral", 0.0, still)
+            unedited = dict(zip(by_index, _frames_at(still, np.array(list(by_index)))))
             for emotion in options.emotions:
                 for strength in options.strengths:
                     log(f"{video.name}: {emotion} at strength {strength:g}")
                     result, picture = _one(
-                        editor, video, emotion, strength, options, table, source, before, by_index, sample, show, tmp
+                        editor,
+                        video,
+                        emotion,
+                        strength,
+                        options,
+                        table,
+                        source,
+                        before,
+                        by_index,
+                        unedited,
+                        sample,
+                        show,
+                        tmp,
                     )
                     results.append(result)
                     row.append(_cell(picture, f"{emotion} x{strength:g}"))
@@ -180,7 +195,8 @@ def evaluate(
     return results
 
 
-def _one(editor, video, emotion, strength, options, table, source, before, by_index, sample, show, tmp):
+def _one(editor, video, emotion, strength, options, table, source, before, by_index, unedited, sample, show, tmp):
+    """Render one edit and measure it; returns the result and the edited contact-sheet frame."""
     if options.pools is not None:
         reference, target = speaker_pools(Path(options.pools), options.speaker, emotion)
     else:
@@ -202,7 +218,7 @@ def _one(editor, video, emotion, strength, options, table, source, before, by_in
     if valid.sum() > 2 and np.std(before["mouth_open"][valid]) > 0:
         result.lip_correlation = float(np.corrcoef(before["mouth_open"][valid], after["mouth_open"][valid])[0, 1])
     result.jitter_ratio = _jitter(output) / max(_jitter(source), 1e-9)
-    edited_frames = dict(zip(np.union1d(sample, [show]).tolist(), _frames_at(edited, np.union1d(sample, [show]))))
+    edited_frames = dict(zip(by_index, _frames_at(edited, np.array(list(by_index)))))
     try:
         result.classifier_before = _classify([by_index[i] for i in sample], emotion)
         result.classifier_after = _classify([edited_frames[i] for i in sample], emotion)
@@ -210,7 +226,7 @@ def _one(editor, video, emotion, strength, options, table, source, before, by_in
         pass
     masks = [_background_mask(source, i, by_index[i].shape[:2]) for i in sample]
     result.background_psnr = _psnr(
-        np.concatenate([by_index[i][m] for i, m in zip(sample, masks)]),
+        np.concatenate([unedited[i][m] for i, m in zip(sample, masks)]),
         np.concatenate([edited_frames[i][m] for i, m in zip(sample, masks)]),
     )
     return result, edited_frames[show]

@@ -22,6 +22,7 @@ from cmet.connector import Connector
 from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
 from cmet.face.landmarks import FaceTrack, track_cached
+from cmet.face.rigid import RigidParts, detect_in_video
 from cmet.face.warp import Warper, render_expressions
 from cmet.lru import LRU
 from cmet.semantic import emotion_weight
@@ -40,6 +41,7 @@ class Analysis:
     info: media.VideoInfo
     track: FaceTrack
     coeffs: np.ndarray  # [T_src, K]
+    rigid: RigidParts | None = None  # glasses frames the warp keeps still
 
 
 class LiteEngine:
@@ -97,11 +99,12 @@ class LiteEngine:
             return known
         with clock.stage("track"):
             face = track_cached(video, cache_dir() / "tracks" / f"{key}.npz", workers=worker_count())
+            rigid = detect_in_video(video, face.transforms, face.valid)
         with clock.stage("encode"):
             coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
             coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])
             coeffs[~face.valid] = np.median(coeffs[face.valid], axis=0)  # faceless frames: unrendered, kept neutral
-        return self._analyses.put(key, Analysis(info=info, track=face, coeffs=coeffs))
+        return self._analyses.put(key, Analysis(info=info, track=face, coeffs=coeffs, rigid=rigid))
 
     def offsets(self, analysis: Analysis, speech: SpeechVector, upto: int | None = None) -> np.ndarray:
         """Per-source-frame AU offsets from the lite connector of the speech vector's encoder space."""
@@ -116,7 +119,8 @@ class LiteEngine:
                 CmetWarning,
                 stacklevel=3,
             )
-        return source_offsets(connector, scaled, speech.gain * weight, analysis.coeffs, analysis.info, upto)
+        gain = speech.gain * weight * float(meta.get("output_gain", 1.0))
+        return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto)
 
     def render(self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray) -> np.ndarray:
         """Warp each frame by its offset's canonical displacement, following the head through the track."""
@@ -128,9 +132,10 @@ class LiteEngine:
         rows = index[valid]
         displacement = self.rig.decode(offsets[rows])
         points, transforms = face.landmarks[rows], face.transforms[rows]
+        rigid = analysis.rigid
         with torch.inference_mode():
             if valid.all():  # the usual case: no copies of the batch beyond the one the warp writes into
-                return render_expressions(frames, points, transforms, displacement, self.warper)
+                return render_expressions(frames, points, transforms, displacement, self.warper, rigid)
             out = frames.copy()
-            out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper)
+            out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper, rigid)
         return out

@@ -48,7 +48,7 @@ def test_bases_are_finite_and_keep_the_outline_still(rig):
     assert rig.names == list(AU_NAMES) and 10 <= len(rig.names) <= 12
     assert rig.bases.shape == (len(rig.names), 478, 2) and np.isfinite(rig.bases).all()
     for name, basis in zip(rig.names, rig.bases):
-        assert np.abs(basis[list(R.FACE_OVAL)]).max() < 1e-9, name
+        assert np.abs(basis[list(R.RIM)]).max() < 1e-9, name
         assert np.abs(basis[468:]).max() == 0.0, name  # irises follow gaze, not expression
         assert 0.02 <= np.abs(basis).max() <= 0.2, name  # a strong but plausible apex, in inter-ocular units
 
@@ -87,15 +87,15 @@ def _areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 def test_neighbouring_points_move_together(rig, template):
-    """Coherent motion: at ±1 of any unit, and at 1.5× any prototype, no skin triangle folds over."""
+    """Coherent motion: at ±1 of any unit, and at any prototype, no skin triangle folds over."""
     triangles = face_mesh(template)
     rest = _areas(template, triangles)
     for name, basis in zip(rig.names, rig.bases):
         for sign in (1.0, -1.0):
             assert (_areas(template + sign * basis, triangles) / rest).min() > 0.05, (name, sign)
-    shipped = default_rig()
+    shipped = default_rig()  # beyond strength 1 the warp takes folds out locally (tests/test_visible_edits.py)
     for name, coeffs in PROTOTYPES.items():
-        assert (_areas(template + 1.5 * shipped.decode(coeffs), triangles) / rest).min() > 0.0, name
+        assert (_areas(template + shipped.decode(coeffs), triangles) / rest).min() > 0.1, name
 
 
 def test_mesh_has_holes_at_the_mouth_and_eyes_and_is_connected(template):
@@ -185,7 +185,8 @@ def test_a_rendered_smile_encodes_as_au12(rig, astronaut_track):
     retracked = track(edited, smooth=False)
     coeffs = dict(zip(rig.names, rig.encode(retracked.canonical(), neutral=astronaut_track.canonical()[0])[0]))
     assert coeffs["AU12"] > 0.3
-    # re-tracking a warped face is noisy on the brows (~0.015 IOD, a third of the raw AU4 apex)
-    assert abs(coeffs["AU4"]) < 0.35 and abs(coeffs["AU1"]) < 0.2 and abs(coeffs["AU26"]) < 0.2
+    assert abs(coeffs["AU26"]) < 0.2
     moved = rig.decode(np.array(list(coeffs.values())))
     assert moved[[61, 291], 1].mean() < -0.04  # the encoded expression lifts the corners
+    brows = list(R.RIGHT_BROW_UPPER + R.LEFT_BROW_UPPER)
+    assert np.abs(moved[brows, 1]).max() < 0.03  # and leaves the brows where they were (re-tracking noise only)

@@ -81,9 +81,9 @@ def test_committed_calibration_is_what_the_table_gives(template, table):
 
 @pytest.mark.parametrize("emotion", ["happy", "surprised", "angry", "sad", "fear", "disgusted"])
 def test_prototypes_move_key_measures_like_real_faces(emotion, template, table):
-    """Decoded at strength 1 and read through the rendering chain's measured share, each prototype reaches ≥ 80% of the real key measures with the right sign where the
-    photos are reliable (same-person pairs, significant); fear and disgust rest on a few unpaired photos and FACS,
-    so only their direction is held to the photos."""
+    """Decoded at strength 1 and read through the rendering chain's measured share, each prototype reaches ≥ 80%
+    of the real key measures with the right sign where the photos are reliable (same-person pairs, significant);
+    fear and disgust rest on a few unpaired photos and FACS, so only their direction is held to the photos."""
     rig = default_rig()
     change = _change(template, template + rig.decode(PROTOTYPES[emotion]))
     shown = Calibration.load(CALIBRATION_FILE).transfer  # the share a rendered edit shows to FaceMesh
@@ -104,7 +104,7 @@ def test_prototypes_keep_the_face_outline_and_are_distinct(template):
     assert not PROTOTYPES["neutral"].any()
     shapes = {e: rig.decode(p) for e, p in PROTOTYPES.items() if e != "neutral"}
     for emotion, shape in shapes.items():
-        assert np.abs(shape[list(R.FACE_OVAL)]).max() < 1e-6, emotion
+        assert np.abs(shape[list(R.RIM)]).max() < 1e-6, emotion
         assert 0.01 < np.abs(shape).max() < 0.2, emotion
     names = list(shapes)
     flat = np.stack([shapes[n].reshape(-1) for n in names])

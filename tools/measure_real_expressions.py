@@ -11,7 +11,8 @@ an emotional one: for each emotion with enough such people the difference is tak
 age and camera cancel out) and averaged over people; otherwise all emotional photos against all neutral ones.
 
     python tools/measure_real_expressions.py /path/to/facial_expressions   # measure, then fit the rig
-    python tools/measure_real_expressions.py                                # fit the rig to the committed table
+    python tools/measure_real_expressions.py /path/to/facial_expressions --calibrate-only   # keep the table
+    python tools/measure_real_expressions.py                                # re-fit, keeping the read-back shares
 """
 
 from __future__ import annotations
@@ -172,44 +173,71 @@ def measure(dataset: Path, out: Path, max_per_class: int, seed: int) -> None:
     print(f"{len(faces)} faces used of {len(rows)} photos in {time.time() - start:.0f} s → {out}")
 
 
-def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray) -> dict[str, float]:
-    """Render every fitted prototype (and twice it) on the astronaut portrait, track the result again and compare
-    what FaceMesh reads with what the landmarks were moved by: the rendering chain's share per measure."""
-    from cmet.assets import astronaut_still
+def neutral_photos(dataset: Path, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` near-frontal neutral photos of the dataset, each also at 60% size (the face sizes of videos)."""
+    rows = [r for r in read_legend(dataset, 0, seed) if r[1] == "neutral"]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    stills = []
+    for i in order:
+        image = cv2.imread(rows[i][0], cv2.IMREAD_COLOR)
+        if image is None or canonical_face(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) is None:
+            continue
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        stills += [rgb, cv2.resize(rgb, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)]
+        if len(stills) >= 2 * count:
+            break
+    return stills
+
+
+def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray, stills: list[np.ndarray]) -> dict:
+    """Render every fitted prototype on real neutral faces, track the results again and compare what FaceMesh reads
+    with what the landmarks were moved by: the rendering chain's share per measure."""
     from cmet.face.au_rig import AURig
     from cmet.face.landmarks import track
     from cmet.face.warp import Warper, render_expressions
 
-    still = astronaut_still()
-    face = track([still], smooth=False)
     rig = AURig(names=rig_names, bases=bases * np.array([result.apex[n] for n in rig_names])[:, None, None])
-    before = np.array([expression_measures(canonical_face(still))[k] for k in MEASURES])
-    start = face.canonical()[0]
+    fitted = [e for e, source in result.sources.items() if source.startswith("fitted")]
+    shifts = rig.decode(np.array([[result.prototypes[e].get(n, 0.0) for n in rig_names] for e in fitted]))
     intended, read = [], []
-    for emotion, source in result.sources.items():
-        if not source.startswith("fitted"):
+    for still in stills:
+        face = track([still], smooth=False, min_valid_fraction=0.0)
+        seen_before = canonical_face(still)
+        if not face.valid[0] or seen_before is None:
             continue
-        for gain in (1.0, 2.0):
-            coeffs = gain * np.array([result.prototypes[emotion].get(n, 0.0) for n in rig_names])
-            shift = rig.decode(coeffs[None])
-            image = render_expressions(still[None], face.landmarks[:1, :, :2], face.transforms[:1], shift, Warper())[0]
-            moved, seen = expression_measures(start + shift[0]), expression_measures(canonical_face(image))
-            base = expression_measures(start)
+        start, before = face.canonical()[0], expression_measures(seen_before)
+        base = expression_measures(start)
+        images = render_expressions(
+            np.repeat(still[None], len(shifts), 0),
+            np.repeat(face.landmarks[:1, :, :2], len(shifts), 0),
+            np.repeat(face.transforms[:1], len(shifts), 0),
+            shifts,
+            Warper(),
+        )
+        for shift, image in zip(shifts, images):
+            seen = canonical_face(image)
+            if seen is None:
+                continue
+            moved, after = expression_measures(start + shift), expression_measures(seen)
             intended.append([moved[k] - base[k] for k in MEASURES])
-            read.append([seen[k] - before[i] for i, k in enumerate(MEASURES)])
+            read.append([after[k] - before[k] for k in MEASURES])
+    print(f"read back {len(read)} rendered edits on {len(stills)} photos")
     return transfer_shares(np.array(intended), np.array(read))
 
 
-def calibrate_rig(out: Path) -> None:
-    """Fit the rig's prototypes and apexes to the table in ``out``, measure how much of each measure a rendered edit
-    shows, and fit again with that compensated → ``calibration.json``."""
+def calibrate_rig(out: Path, stills: list[np.ndarray] | None) -> None:
+    """Fit the rig's prototypes and apexes to the table in ``out``; with ``stills``, measure how much of each measure
+    a rendered edit shows and fit again with that compensated (otherwise the committed shares are kept)."""
     table = json.loads((out / "expressions.json").read_text())
     with np.load(out / "fields.npz") as data:
         fields = {k: data[k] for k in data.files}
     rig = build_rig()
     template = C.canonical_template()
-    first = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES)
-    shares = read_back(first, rig.names, rig.bases)
+    if stills:
+        first = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES)
+        shares = read_back(first, rig.names, rig.bases, stills)
+    else:
+        shares = Calibration.load(out / "calibration.json").transfer
     print("rendered share per measure: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
     result = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES, transfer=shares)
     result.save(out / "calibration.json")
@@ -224,10 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-class", type=int, default=1200, help="unpaired photos kept per common class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "real_faces")
+    parser.add_argument("--calibrate-only", action="store_true", help="keep the table, redo the rig fit")
+    parser.add_argument("--read-back-photos", type=int, default=60, help="neutral photos the rendering is read on")
     args = parser.parse_args(argv)
+    stills = None
     if args.dataset is not None:
-        measure(args.dataset, args.out, args.max_per_class, args.seed)
-    calibrate_rig(args.out)
+        if not args.calibrate_only:
+            measure(args.dataset, args.out, args.max_per_class, args.seed)
+        stills = neutral_photos(args.dataset, args.read_back_photos, args.seed)
+    calibrate_rig(args.out, stills)
     return 0
 
 

@@ -6,16 +6,19 @@ with a prescribed motion (lip corners up and out, lower lip down…) and *pinned
 move; every other landmark follows a screened-Laplace interpolation over the face mesh. The mesh
 has holes at the mouth and the eyes, so motion spreads through skin but never jumps from the lower
 lip to the upper lip or from one eyelid to the other; the screening makes it fade over a set reach;
-the face oval is always pinned, so the outline, the jaw line and the top of the forehead stay put and
-the renderer can leave the background alone.
+the outline from temple to jaw is always pinned, so the face keeps its shape and the renderer can leave
+the background alone. The forehead's part of the oval is free: raised brows pull the forehead skin up
+with them instead of squeezing it against a fixed line (at strength 2 that squeeze folded the image).
 
 Coefficients of a video are a ridge-regularised least-squares fit of each frame's displacement from
 the video's own neutral shape (by default its median shape), so identity never leaks into them.
 
-``PROTOTYPES`` are the EMFACS emotion predictions (Ekman & Friesen, EMFACS-7, 1978/1983; see also
+``EMFACS_PROTOTYPES`` are the EMFACS emotion predictions (Ekman & Friesen, EMFACS-7, 1978/1983; see also
 Ekman, Friesen & Hager, FACS Investigator's Guide, 2002): happy 6+12; sad 1+4+15; surprise
 1+2+5B+26; fear 1+2+4+5+7+20+26; anger 4+5+7+23 (or 24); disgust 9+15+16 (or 10);
-contempt R12A+R14A (one-sided), written in this rig's units.
+contempt R12A+R14A (one-sided), written in this rig's units. The shipped ``PROTOTYPES`` and each unit's apex
+are fitted to real faces (``cmet.face.calibration``, ``assets/real_faces/calibration.json``), with the EMFACS
+sets as the prior and as the fallback where the photos are too few.
 """
 
 from __future__ import annotations
@@ -78,8 +81,9 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
         "inner brow raiser",
         (Driver(R.RIGHT_BROW_INNER, dy=-0.08), Driver((9,), dy=-0.04), Driver((108, 151), dy=-0.03)),
         pins=_EYE_MARGINS,
+        reach=0.3,
     ),
-    ActionUnit("AU2", "outer brow raiser", (Driver(R.RIGHT_BROW_OUTER, dy=-0.08),), pins=_EYE_MARGINS),
+    ActionUnit("AU2", "outer brow raiser", (Driver(R.RIGHT_BROW_OUTER, dy=-0.08),), pins=_EYE_MARGINS, reach=0.3),
     ActionUnit(
         "AU4",
         "brow lowerer: brows down and drawn together",
@@ -280,7 +284,7 @@ def build_basis(unit: ActionUnit, template: np.ndarray, edges: np.ndarray, mirro
     template = np.asarray(template, dtype=np.float64)
     side = np.sign(np.round(template[:, 0], 6))
     fixed: dict[int, np.ndarray] = {}
-    for index in unit.pins + R.FACE_OVAL:
+    for index in unit.pins + R.RIM:
         fixed[index] = np.zeros(2)
     for driver in unit.drivers:
         pairs = list(zip(driver.indices, driver.toward or driver.indices))
@@ -289,7 +293,7 @@ def build_basis(unit: ActionUnit, template: np.ndarray, edges: np.ndarray, mirro
         for index, partner in pairs:
             shift = driver.share * (template[partner] - template[index])
             fixed[index] = shift + np.array([driver.dx + driver.out * side[index], driver.dy])
-    for index in R.FACE_OVAL:  # the outline wins over any driver
+    for index in R.RIM:  # the outline wins over any driver
         fixed[index] = np.zeros(2)
     return _spread(template, edges, fixed, unit.reach)
 

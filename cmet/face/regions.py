@@ -13,6 +13,10 @@ FACE_OVAL = (
     152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 )  # fmt: skip
 FOREHEAD_TOP = (10, 338, 297, 109, 67)
+# The part of the oval above the brows: skin that a brow raise pulls up (the frontalis moves the whole forehead).
+FOREHEAD_OVAL = (21, 54, 103, 67, 109, 10, 338, 297, 332, 284, 251)
+# The rest of the outline, temples to jaw: it stays put, so the face keeps its shape and the background its place.
+RIM = tuple(i for i in FACE_OVAL if i not in FOREHEAD_OVAL)
 CHIN = (152, 148, 377, 176, 400)
 # The jaw line: the lower half of the oval, ear to ear.
 JAW = (361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132)

@@ -115,26 +115,33 @@ def _train(args: argparse.Namespace) -> None:
     if args.no_eval or len(pools.speakers) < 2:
         log("no leave-one-speaker-out report" + ("" if args.no_eval else " (the data has one speaker)"))
     else:
-
-        def save_fold(speaker: str, fold: TrainResult) -> None:
-            clips = {s: c for s, c in counts.items() if s != speaker}
-            data = {"root": _display(root), "source": _source(encoder.name), "clips": clips, "held_out": speaker}
-            fold_pools = pools.restrict(s for s in pools.speakers if s != speaker)
-            meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args), fold_pools)
-            save_lite(fold, state_dir / f"heldout_{speaker}" / args.speech, meta)
-
+        folds: dict[str, TrainResult] = {}
         loso = leave_one_speaker_out(
-            pools, PROTOTYPES, config, state_dir=state_dir, resume=args.resume, log=log, on_fold=save_fold
+            pools,
+            PROTOTYPES,
+            config,
+            state_dir=state_dir,
+            resume=args.resume,
+            log=log,
+            on_fold=lambda speaker, fold: folds.__setitem__(speaker, fold),
         )
         log("leave-one-speaker-out accuracy (neutral → 7 emotions, nearest AU prototype):")
         for line in loso.lines():
             log(line)
+        for speaker, fold in folds.items():  # each fold's gain comes from the other folds only
+            clips = {s: c for s, c in counts.items() if s != speaker}
+            data = {"root": _display(root), "source": _source(encoder.name), "clips": clips, "held_out": speaker}
+            fold_pools = pools.restrict(s for s in pools.speakers if s != speaker)
+            meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args), fold_pools)
+            meta["output_gain"] = loso.output_gain(exclude=speaker)
+            save_lite(fold, state_dir / f"heldout_{speaker}" / args.speech, meta)
     log(f"final: train on {', '.join(pools.speakers)}")
     result = train(pools, PROTOTYPES, config, state_path=state_dir / "final.pt", resume=args.resume, log=log)
     if _rank() != 0:
         return
     data = {"root": _display(root), "source": _source(encoder.name), "clips": counts}
     meta = checkpoint_meta(result, config, encoder.name, list(AU_NAMES), data, loso, _command(args), pools)
+    meta["output_gain"] = loso.output_gain() if loso is not None else 1.0
     out = args.out if args.out is not None else lite_dir() / args.speech
     folder = save_lite(result, out, meta)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

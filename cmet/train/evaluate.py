@@ -20,6 +20,9 @@ from cmet.errors import InputError
 from cmet.train.data import NEUTRAL, SpeechPools
 from cmet.train.trainer import TrainConfig, TrainResult, train
 
+AUDIBLE_REACH = 0.3  # below this the encoder cannot tell the emotion from neutral (contempt in emotion2vec+)
+MAX_GAIN = 1.5
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -84,8 +87,19 @@ class LosoResult:
             "per_emotion": {f.speaker: {k: round(v, 4) for k, v in f.per_emotion.items()} for f in self.folds},
             "reach": {f.speaker: {k: round(v, 3) for k, v in f.reach.items()} for f in self.folds},
             "neutral_response": {f.speaker: round(f.neutral_response, 3) for f in self.folds},
+            "output_gain": self.output_gain(),
             "chance": round(self.chance, 4),
         }
+
+    def output_gain(self, exclude: str | None = None) -> float:
+        """1 / the mean held-out reach over the emotions the encoder can hear (reach ≥ ``AUDIBLE_REACH``).
+
+        A connector answers a speaker it never heard a little short of the prototype (it hedges between nearby
+        emotions); the engine multiplies its offsets by this so strength 1 is the real expression's size.
+        ``exclude`` leaves one speaker's fold out (for that speaker's own held-out connector).
+        """
+        reaches = [r for f in self.folds if f.speaker != exclude for r in f.reach.values() if r >= AUDIBLE_REACH]
+        return round(float(np.clip(1.0 / np.mean(reaches), 1.0, MAX_GAIN)), 3) if reaches else 1.0
 
     def lines(self) -> list[str]:
         out = [f.line() for f in self.folds]

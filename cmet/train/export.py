@@ -111,7 +111,10 @@ def model_card(meta: dict) -> str:
             noise = ", ".join(f"{s} {r:.2f}" for s, r in heldout["neutral_response"].items())
             lines += [
                 f"- reach at strength 1 (predicted offset along the emotion's prototype; 1 = all of it): {reach}",
-                f"- response to neutral → neutral speech (RMS, relative to the prototypes' RMS): {noise}",
+                f"- response to neutral → neutral speech (RMS, relative to the prototypes' RMS, before the engine's "
+                f"check of the speech vector against clip spread, which removes it): {noise}",
+                f"- output gain (1 / mean held-out reach of the emotions the encoder hears; the engine applies it): "
+                f"{heldout.get('output_gain', 1.0)}",
             ]
     lines += ["", "## Reproduce", "```", meta["command"], "```", ""]
     return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Edits people can see: measured on the rendered output against real faces, nothing where there is no emotion,
+no folds at any strength, and ``cmet eval`` reporting it all."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from cmet import media
+from cmet.errors import CmetWarning
+from cmet.evaluation import EvalOptions, evaluate
+from cmet.face.landmarks import track
+from cmet.face.measures import expression_measures
+from cmet.face.warp import MIN_JACOBIAN, Warper
+from cmet.pipeline import EmotionEditor
+from cmet.semantic import SNR_FULL, SNR_NONE, emotion_weight
+from tests.conftest import REPO
+
+EXAMPLES = REPO / "assets" / "examples"
+ASTRONAUT = EXAMPLES / "astronaut_talking.mp4"
+
+
+@pytest.fixture(scope="module")
+def editor() -> EmotionEditor:
+    return EmotionEditor.load(engine="lite", device="cpu")
+
+
+def test_emotion_weight_tells_an_emotion_from_clip_spread():
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal(64)
+    direction /= np.linalg.norm(direction)
+    noise, n = 2.0, 5
+    expected = noise * np.sqrt(2 / n)
+    assert emotion_weight(np.zeros(64), noise, n, n) == 0.0
+    assert emotion_weight(direction * expected * SNR_NONE * 0.99, noise, n, n) == 0.0
+    assert emotion_weight(direction * expected * SNR_FULL * 1.01, noise, n, n) == 1.0
+    middle = emotion_weight(direction * expected * 0.5 * (SNR_NONE + SNR_FULL), noise, n, n)
+    assert 0.3 < middle < 0.7
+    assert emotion_weight(direction * 1e-3, noise, 0, 0) == 1.0  # no clip counts: trusted as given
+    # more clips make the same difference surer
+    assert emotion_weight(direction * expected * 1.8, noise, n, n) < emotion_weight(
+        direction * expected * 1.8, noise, 4 * n, 4 * n
+    )
+
+
+def test_neutral_preset_changes_nothing(editor, tmp_path):
+    out = editor.edit(ASTRONAUT, None, "preset:neutral", 1.0, tmp_path / "neutral.mp4")
+    unedited = editor.edit(ASTRONAUT, None, "preset:happy", 0.0, tmp_path / "zero.mp4")
+    a = np.stack(list(media.iter_frames(out.path)))
+    b = np.stack(list(media.iter_frames(unedited.path)))
+    assert np.array_equal(a, b)
+
+
+def test_neutral_against_neutral_speech_is_no_edit(editor, samples_dir):
+    """More neutral clips of the same speaker as the target: the pools differ only by clip spread."""
+    neutral = sorted((samples_dir / "emotion2vec_plus_large" / "mead" / "neutral").glob("W009_*.npy"))
+    engine = editor.engine
+    info = media.probe(ASTRONAUT)
+    analysis = engine.analyse(ASTRONAUT, info)
+    for reference, target in ((neutral[:5], neutral[5:10]), (neutral[10:20], neutral[20:30])):
+        speech = engine.speech_vector(reference, target, 1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            offsets = engine.offsets(analysis, speech)
+        assert not offsets.any()
+        assert any(issubclass(w.category, CmetWarning) and "left out" in str(w.message) for w in caught)
+    happy = sorted((samples_dir / "emotion2vec_plus_large" / "mead" / "happy").glob("W009_*.npy"))
+    speech = engine.speech_vector(neutral[:5], happy, 1.0)
+    assert np.abs(engine.offsets(analysis, speech)).max() > 0.3
+
+
+def test_warp_never_folds_even_at_absurd_strength():
+    """Landmarks pushed far past each other: the dense map keeps a positive Jacobian everywhere."""
+    size = 160
+    rng = np.random.default_rng(3)
+    src = rng.uniform(40, 120, size=(30, 2))
+    dst = src + rng.normal(0, 25, size=src.shape)
+    mapping = Warper().source_map(src, dst, (size, size))[0]
+    dx = np.diff(mapping, axis=1)[:-1]
+    dy = np.diff(mapping, axis=0)[:, :-1]
+    det = dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0]
+    assert det.min() > 0.5 * MIN_JACOBIAN
+
+
+@pytest.mark.slow
+def test_eval_measures_a_visible_happy_edit_on_the_example(editor, tmp_path):
+    """The whole chain as a user sees it: render, re-track the output, compare with real faces."""
+    options = EvalOptions(emotions=("happy",), strengths=(1.0, 2.0), classified_frames=8)
+    results = evaluate([ASTRONAUT], tmp_path, options, editor=editor, log=lambda line: None)
+    one, two = results
+    assert one.key["mouth_width"] >= 0.8 and one.key["corner_lift"] >= 0.8
+    assert one.measures["mouth_width"] > 0 and one.measures["corner_lift"] > 0
+    assert two.measures["mouth_width"] > 1.5 * one.measures["mouth_width"]  # strength 2 is about twice
+    assert one.lip_correlation >= 0.9  # the lips still follow the speech
+    assert one.background_psnr >= 40
+    assert one.jitter_ratio < 1.5
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["emotion"] for r in report] == ["happy", "happy"]
+    assert "mouth_width" in (tmp_path / "report.md").read_text()
+    picture = cv2.imread(str(tmp_path / "contact_sheet.png"))
+    assert picture.shape[1] == 3 * picture.shape[0]  # input, strength 1, strength 2
+    if not np.isnan(one.classifier_after):
+        assert one.classifier_after > one.classifier_before
+
+
+def test_strength_scales_the_rendered_geometry(editor, tmp_path):
+    """0 < 0.5 < 1 < 2 in the lip-corner lift the output shows (re-tracked), and 0 is the input."""
+    lifts = []
+    base = track(ASTRONAUT)
+    start = expression_measures(base.canonical())["corner_lift"]
+    for strength in (0.0, 0.5, 1.0, 2.0):
+        out = editor.edit(ASTRONAUT, None, "preset:happy", strength, tmp_path / f"s{strength}.mp4")
+        lift = expression_measures(track(out.path).canonical())["corner_lift"]
+        lifts.append(float(np.nanmean(lift - start)))
+    assert abs(lifts[0]) < 0.003
+    assert lifts[0] < lifts[1] < lifts[2] < lifts[3]
