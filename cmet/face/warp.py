@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from cmet.face import regions as R
-from cmet.face.canonical import N_LANDMARKS
+from cmet.face.canonical import N_LANDMARKS, apply_similarity
+from cmet.face.rigid import RigidParts
 
 
 @dataclass
@@ -46,11 +47,13 @@ class Warper:
     batch: int = 16  # frames solved together (bounds memory on long batches)
     device: str | None = None  # where numpy frames are processed; None: CPU
 
-    def warp(self, frames, src_pts, dst_pts):
+    def warp(self, frames, src_pts, dst_pts, still_pts=None, held=None):
         """Warp ``frames`` (uint8 ``[H, W, 3]`` or ``[N, H, W, 3]``, numpy or torch) so ``src_pts`` land on ``dst_pts``.
 
         Points are pixel coordinates ``[P, 2]`` or ``[N, P, 2]`` (a trailing z column is ignored).
         Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged.
+        ``still_pts [N, M, 2]``: pixels of rigid parts (glasses frames) that must not move; ``held [N, P]``
+        bool: point pairs that lie on such a part and are left out rather than bend it.
         """
         is_numpy = isinstance(frames, np.ndarray)
         video = torch.as_tensor(frames)
@@ -62,7 +65,8 @@ class Warper:
         video = video.to(torch.device(self.device) if is_numpy and self.device else video.device)
         out = video.clone()
         height, width = video.shape[1:3]
-        for chunk, crop, offsets in self._fields(src_pts, dst_pts, len(video), (width, height), video.device):
+        fields = self._fields(src_pts, dst_pts, len(video), (width, height), video.device, still_pts, held)
+        for chunk, crop, offsets in fields:
             x0, y0, crop_w, crop_h = crop
             pieces = torch.stack([video[i, y : y + crop_h, x : x + crop_w] for i, x, y in zip(chunk, x0, y0)])
             ys = torch.arange(crop_h, device=video.device, dtype=torch.float32)
@@ -82,7 +86,7 @@ class Warper:
         out = out[0] if single else out
         return out.cpu().numpy() if is_numpy else out
 
-    def source_map(self, src_pts, dst_pts, size: tuple[int, int]) -> np.ndarray:
+    def source_map(self, src_pts, dst_pts, size: tuple[int, int], still_pts=None, held=None) -> np.ndarray:
         """``[N, H, W, 2]`` float32: the input (x, y) each output pixel reads, for frames of ``size`` (w, h).
 
         The same field :meth:`warp` samples with; the identity wherever nothing moves.
@@ -95,19 +99,21 @@ class Warper:
             torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
         )
         result = torch.stack([xs, ys], -1)[None].repeat(count, 1, 1, 1).to(device)
-        for chunk, crop, offsets in self._fields(src_pts, dst_pts, count, size, device):
+        for chunk, crop, offsets in self._fields(src_pts, dst_pts, count, size, device, still_pts, held):
             x0, y0, crop_w, crop_h = crop
             for k, (i, x, y) in enumerate(zip(chunk, x0, y0)):
                 result[i, y : y + crop_h, x : x + crop_w] += offsets[k].permute(1, 2, 0)
         return result.cpu().numpy()
 
-    def _fields(self, src_pts, dst_pts, count: int, size: tuple[int, int], device: torch.device):
+    def _fields(self, src_pts, dst_pts, count: int, size: tuple[int, int], device: torch.device, still_pts, held):
         """Yield ``(frame indices, (x0s, y0s, crop_w, crop_h), offsets [n, 2, crop_h, crop_w])`` per chunk."""
         src = _as_points(src_pts, count, device)
         dst = _as_points(dst_pts, count, device)
         if src.shape != dst.shape:
             raise ValueError(f"src_pts {tuple(src.shape)} and dst_pts {tuple(dst.shape)} differ")
         if src.shape[1] == N_LANDMARKS:
+        still = None if still_pts is None else _as_points(still_pts, count, device)
+        active = None if held is None else ~torch.as_tensor(np.asarray(held), device=device).expand(count, -1)
             dst[:, list(self.pin)] = src[:, list(self.pin)]
             _keep_lips_apart(src, dst)
             mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth, self.gap_stretch)
@@ -115,16 +121,23 @@ class Warper:
             src = torch.cat([src[:, keep], mouth_src], 1)
             dst = torch.cat([dst[:, keep], mouth_dst], 1)
         usable = (torch.isfinite(src).all(-1).all(-1) & torch.isfinite(dst).all(-1).all(-1)).cpu()
+            if active is not None:
+                active = torch.cat([active[:, keep], active.new_ones(mouth_src.shape[:2])], 1)
         index = torch.nonzero(usable).flatten().tolist()
         for start in range(0, len(index), self.batch):
             chunk = index[start : start + self.batch]
-            crop, offsets = self._crop_field(src[chunk], dst[chunk], size)
+            extra = None if still is None else (still[chunk], None if active is None else active[chunk])
+            crop, offsets = self._crop_field(src[chunk], dst[chunk], size, extra)
             yield chunk, crop, offsets
 
     def _crop_field(
-        self, src: torch.Tensor, dst: torch.Tensor, size: tuple[int, int]
+        self, src: torch.Tensor, dst: torch.Tensor, size: tuple[int, int], rigid=None
     ) -> tuple[tuple[list[int], list[int], int, int], torch.Tensor]:
-        """One crop size for the chunk (so it batches) and the backward offsets in pixels inside each crop."""
+        """One crop size for the chunk (so it batches) and the backward offsets in pixels inside each crop.
+
+        ``rigid``: ``(still points [n, M, 2], active [n, P] bool or None)``: zero-offset anchors on rigid parts, and
+        which point pairs take part (None: all).
+        """
         width, height = size
         both = torch.cat([src, dst], 1)
         lo, hi = both.amin(1), both.amax(1)  # [n, 2]
@@ -141,9 +154,16 @@ class Warper:
         anchors = _border_ring(self.ring, (crop_w - 1) / scale, (crop_h - 1) / scale, src.device)
         anchors = anchors[None].expand(len(src), -1, -1)
         centres = torch.cat([dst_u, anchors], 1).float()
+        votes = None
+        if rigid is not None:
+            still, active = rigid
+            anchors = torch.cat([anchors, (still - origin) / scale], 1)
+            if active is not None:
+                votes = torch.cat([active, active.new_ones(anchors.shape[:2])], 1).float()
         offsets = torch.cat([src_u - dst_u, torch.zeros_like(anchors)], 1).float()
         levels = min(self.max_levels, max(2, math.ceil(math.log2(scale / self.knot_px))))
-        knots = _knot_values(_mba_lattice(centres, offsets, levels, self.first_level))  # [n, 2, K, K], K = 2^levels + 1
+        lattice = _mba_lattice(centres, offsets, levels, self.first_level, votes)
+        knots = _knot_values(lattice)  # [n, 2, K, K], K = 2^levels + 1
         side = knots.shape[-1]
         fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
         knots = knots * fade[:, None].to(device=knots.device) * scale
@@ -270,10 +290,12 @@ def _taps(positions: torch.Tensor, levels: int, first: int = 0) -> tuple[torch.T
     return (iy * (cells[..., None].long() + 3) + ix).flatten(-2), weights
 
 
-def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int, first: int = 0) -> torch.Tensor:
+def _mba_lattice(
+    points: torch.Tensor, values: torch.Tensor, levels: int, first: int = 0, votes: torch.Tensor | None = None
+) -> torch.Tensor:
     """Multilevel B-spline approximation of ``values [n, M, 2]`` at ``points [n, M, 2]`` in the unit square:
     one ``[n, 2, L, L]`` cubic B-spline lattice, L = 2^levels + 3, fitted from level ``first`` (2^first knot
-    intervals) up.
+    intervals) up. ``votes [n, M]`` (0 or 1) leaves points out; None counts them all.
 
     Each level fits a lattice twice as fine as the last to what the coarser ones left over (the
     closed-form local least squares of the BA step), so the sum is smooth yet passes close to every
@@ -301,6 +323,8 @@ def _mba_lattice(points: torch.Tensor, values: torch.Tensor, levels: int, first:
             residual = residual - torch.einsum("nmk,nmkc->nmc", weight, fitted)
         lattice = lattice.reshape(n, side, side, 2).permute(0, 3, 1, 2)
         total = lattice if total is None else _refine(total) + lattice
+    if votes is not None:
+        inside = inside * votes.to(values.dtype)
     return total
 
 
@@ -369,11 +393,28 @@ def render_expressions(
 ) -> np.ndarray:
     """Batched :func:`render_expression`: ``[N, H, W, 3]`` frames, ``[N, 478, 2|3]`` landmarks, ``[N, 2, 3]``
     transforms, ``[N, 478, 2]`` (or one shared ``[478, 2]``) canonical offsets. Frames without a face
-    (NaN landmarks or transform) come back unchanged."""
+    (NaN landmarks or transform) come back unchanged. ``rigid``: the clip's glasses frames, kept still."""
+    points = expression_points(landmarks_img, transforms, displacements_canonical, rigid)
+    return (warper or Warper()).warp(frames, *points)
+
+
+def expression_points(
+    landmarks_img: np.ndarray, transforms: np.ndarray, displacements_canonical: np.ndarray, rigid: RigidParts | None
+) -> tuple:
+    """The :meth:`Warper.warp` point arguments of :func:`render_expressions`: ``(src, dst)`` pixels (NaN where a
+    frame has no face), then with ``rigid`` the frames' still anchor pixels and which landmark pairs they hold
+    (those on a frame before or after the edit, left out so they cannot bend it)."""
     src = np.asarray(landmarks_img, dtype=np.float64)[..., :2]
     transforms = np.asarray(transforms, dtype=np.float64)
     known = np.isfinite(transforms).all((-1, -2))
     linear = np.where(known[:, None, None], transforms, np.eye(2, 3))
-    offsets = image_displacement(linear, displacements_canonical)
-    dst = np.where(known[:, None, None], src + offsets, np.nan)
-    return (warper or Warper()).warp(frames, src, dst)
+    displacement = np.asarray(displacements_canonical, dtype=np.float64)
+    if rigid is not None:
+        canonical = apply_similarity(linear, src)
+        displacement = rigid.limit(canonical, displacement)
+    dst = np.where(known[:, None, None], src + image_displacement(linear, displacement), np.nan)
+    if rigid is None:
+        return src, dst
+    held = rigid.covers(canonical) | rigid.covers(canonical + displacement)
+    return src, dst, rigid.image_anchors(linear), held
+    rigid: RigidParts | None = None,
