@@ -78,7 +78,8 @@ class RigidParts:
     def limit(self, points: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         """``displacement [..., P, 2]`` of canonical ``points [..., P, 2]``, each shortened to at most APPROACH
         times its point's distance to a rigid part: the skin between a still frame and a moving point then
-        stretches or squeezes by a bounded factor instead of folding (which would weaken the whole frame)."""
+        stretches or squeezes by a bounded factor instead of folding (which the warp's fold guard would have to
+        damp, taking the edit with it)."""
         displacement = np.asarray(displacement, dtype=np.float64)
         allowed = APPROACH * self.distance(points)
         length = np.linalg.norm(displacement, axis=-1)

@@ -51,9 +51,9 @@ class Warper:
         """Warp ``frames`` (uint8 ``[H, W, 3]`` or ``[N, H, W, 3]``, numpy or torch) so ``src_pts`` land on ``dst_pts``.
 
         Points are pixel coordinates ``[P, 2]`` or ``[N, P, 2]`` (a trailing z column is ignored).
-        Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged.
         ``still_pts [N, M, 2]``: pixels of rigid parts (glasses frames) that must not move; ``held [N, P]``
         bool: point pairs that lie on such a part and are left out rather than bend it.
+        Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged.
         """
         is_numpy = isinstance(frames, np.ndarray)
         video = torch.as_tensor(frames)
@@ -111,18 +111,18 @@ class Warper:
         dst = _as_points(dst_pts, count, device)
         if src.shape != dst.shape:
             raise ValueError(f"src_pts {tuple(src.shape)} and dst_pts {tuple(dst.shape)} differ")
-        if src.shape[1] == N_LANDMARKS:
         still = None if still_pts is None else _as_points(still_pts, count, device)
         active = None if held is None else ~torch.as_tensor(np.asarray(held), device=device).expand(count, -1)
+        if src.shape[1] == N_LANDMARKS:
             dst[:, list(self.pin)] = src[:, list(self.pin)]
             _keep_lips_apart(src, dst)
             mouth_src, mouth_dst = _mouth_interior(src, dst, self.teeth, self.gap_stretch)
             keep = np.setdiff1d(np.arange(N_LANDMARKS), self.skip)
             src = torch.cat([src[:, keep], mouth_src], 1)
             dst = torch.cat([dst[:, keep], mouth_dst], 1)
-        usable = (torch.isfinite(src).all(-1).all(-1) & torch.isfinite(dst).all(-1).all(-1)).cpu()
             if active is not None:
                 active = torch.cat([active[:, keep], active.new_ones(mouth_src.shape[:2])], 1)
+        usable = (torch.isfinite(src).all(-1).all(-1) & torch.isfinite(dst).all(-1).all(-1)).cpu()
         index = torch.nonzero(usable).flatten().tolist()
         for start in range(0, len(index), self.batch):
             chunk = index[start : start + self.batch]
@@ -153,13 +153,13 @@ class Warper:
 
         anchors = _border_ring(self.ring, (crop_w - 1) / scale, (crop_h - 1) / scale, src.device)
         anchors = anchors[None].expand(len(src), -1, -1)
-        centres = torch.cat([dst_u, anchors], 1).float()
         votes = None
         if rigid is not None:
             still, active = rigid
             anchors = torch.cat([anchors, (still - origin) / scale], 1)
             if active is not None:
                 votes = torch.cat([active, active.new_ones(anchors.shape[:2])], 1).float()
+        centres = torch.cat([dst_u, anchors], 1).float()
         offsets = torch.cat([src_u - dst_u, torch.zeros_like(anchors)], 1).float()
         levels = min(self.max_levels, max(2, math.ceil(math.log2(scale / self.knot_px))))
         lattice = _mba_lattice(centres, offsets, levels, self.first_level, votes)
@@ -303,6 +303,8 @@ def _mba_lattice(
     """
     n = len(points)
     inside = ((points >= 0) & (points <= 1)).all(-1).to(values.dtype)  # points beyond the crop do not vote
+    if votes is not None:
+        inside = inside * votes.to(values.dtype)
     residual = values * inside[..., None]
     first = min(first, levels)
     indices, weights = _taps(points, levels, first)  # [levels + 1 - first, n, M, 16]
@@ -323,8 +325,6 @@ def _mba_lattice(
             residual = residual - torch.einsum("nmk,nmkc->nmc", weight, fitted)
         lattice = lattice.reshape(n, side, side, 2).permute(0, 3, 1, 2)
         total = lattice if total is None else _refine(total) + lattice
-    if votes is not None:
-        inside = inside * votes.to(values.dtype)
     return total
 
 
@@ -390,6 +390,7 @@ def render_expressions(
     transforms: np.ndarray,
     displacements_canonical: np.ndarray,
     warper: Warper | None = None,
+    rigid: RigidParts | None = None,
 ) -> np.ndarray:
     """Batched :func:`render_expression`: ``[N, H, W, 3]`` frames, ``[N, 478, 2|3]`` landmarks, ``[N, 2, 3]``
     transforms, ``[N, 478, 2]`` (or one shared ``[478, 2]``) canonical offsets. Frames without a face
@@ -417,4 +418,3 @@ def expression_points(
         return src, dst
     held = rigid.covers(canonical) | rigid.covers(canonical + displacement)
     return src, dst, rigid.image_anchors(linear), held
-    rigid: RigidParts | None = None,
