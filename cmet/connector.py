@@ -1,7 +1,7 @@
 """The C-MET connector: maps a speech semantic vector to per-frame visual expression offsets.
 
 The module tree mirrors the released ``Connector_exp`` so that the official checkpoint loads with
-``strict=True`` and no key renaming (see shared/fixtures/official/README.md). Smaller configurations
+``strict=True`` and no key renaming (``cmet.state_dict``). Smaller configurations
 (the lite engine) reuse the same class with other dimensions.
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cmet.errors import InputError, MissingWeightsError
+from cmet.state_dict import load_strict
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -264,7 +265,7 @@ class Connector(nn.Module):
         except (json.JSONDecodeError, KeyError, TypeError, SafetensorError) as err:
             raise InputError(f"{root} is not a saved cmet connector ({err}); retrain or restore it.") from err
         model = cls(cfg)
-        _load_strict(model, state, root / WEIGHTS_FILE)
+        load_strict(model, state, root / WEIGHTS_FILE)
         return model.to(device).eval(), payload.get("meta", {})
 
 
@@ -276,21 +277,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot store {type(value).__name__} in config.json")
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-            if keys
-        )
-        raise InputError(f"{source} does not match the connector layout ({detail}); use the matching checkpoint.")
-    model.load_state_dict(state, strict=True)
 
 
 def load_official(path: str | Path | None = None, device: str | torch.device = "cpu") -> Connector:
@@ -318,7 +304,7 @@ def load_official(path: str | Path | None = None, device: str | torch.device = "
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{file} has no connector state_dict; use the released C-MET checkpoint.")
     model = Connector.official()
-    _load_strict(model, state, file)
+    load_strict(model, state, file)
     return model.to(device).eval()
 
 

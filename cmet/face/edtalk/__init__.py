@@ -11,11 +11,11 @@ import pickle
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from cmet.errors import InputError, MissingWeightsError
 from cmet.face.edtalk.audio2lip import Audio2Lip
 from cmet.face.edtalk.generator import EDTalk, SourceCode
+from cmet.state_dict import load_strict
 
 __all__ = ["EDTalk", "SourceCode", "Audio2Lip", "load_edtalk", "load_audio2lip", "mel_windows", "smooth_lips"]
 
@@ -46,26 +46,11 @@ def _read_state(path: str | Path, wrapper_key: str) -> dict[str, torch.Tensor]:
     return blob
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Strict in effect, but mismatches become an ``InputError``; ``assign`` adopts the loaded tensors."""
-    try:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        result = model.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as exc:  # shape mismatches
-        raise InputError(f"{path} does not match {type(model).__name__}: {str(exc).splitlines()[-1].strip()}") from exc
-    wrong = result.missing_keys + result.unexpected_keys
-    if wrong:
-        raise InputError(
-            f"{path} does not match {type(model).__name__}: {len(result.missing_keys)} missing and "
-            f"{len(result.unexpected_keys)} unexpected keys (e.g. {wrong[:3]}); use the released file."
-        )
-
-
 def load_edtalk(path: str | Path, device: str | torch.device = "cpu") -> EDTalk:
     """EDTalk generator from ``EDTalk.pt`` (``["gen"]``), strictly loaded, in eval mode."""
     with torch.device("meta"):  # no random init of 64M parameters that are overwritten anyway
         model = EDTalk.official()
-    _load_strict(model, _read_state(path, "gen"), path)
+    load_strict(model, _read_state(path, "gen"), path)
     return model.to(device).eval()
 
 
@@ -73,5 +58,5 @@ def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audi
     """Audio2Lip from ``Audio2Lip.pt`` (``["audio2lip"]``), strictly loaded, in eval mode."""
     with torch.device("meta"):
         model = Audio2Lip.official()
-    _load_strict(model, _read_state(path, "audio2lip"), path)
+    load_strict(model, _read_state(path, "audio2lip"), path)
     return model.to(device).eval()
