@@ -41,6 +41,7 @@ from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.errors import CmetError, CmetWarning, InputError
 from cmet.grid import check_emotions
+from cmet.options import LiteOptions, OfficialOptions, add_engine_arguments, from_arguments
 from cmet.presets import list_presets
 from cmet.uploads import check_request, confine, confine_all
 
@@ -83,6 +84,8 @@ class AppConfig:
     max_queue: int = 32
     verbose: bool = False
     tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
+    lite: LiteOptions = field(default_factory=LiteOptions)
+    official: OfficialOptions = field(default_factory=OfficialOptions)
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
@@ -91,8 +94,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--host", default=defaults.host, help="address to listen on (0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--engine", choices=["auto", "lite", "official"], default=defaults.engine)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
+    add_engine_arguments(parser)  # --engine, --device and each engine's options, with cmet's defaults
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="longest video, s; 0 = any")
     parser.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb, help="largest upload, MB")
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most requests waiting at once")
@@ -110,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         max_queue=args.max_queue,
         tmp=args.tmp.resolve(),
         verbose=args.verbose,
+        lite=from_arguments(LiteOptions, args),
+        official=from_arguments(OfficialOptions, args),
     )
 
 
@@ -568,8 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = run_dir / "outputs"
     out_dir.mkdir()
     try:
-        runtime = RuntimeConfig(device=config.device, temp_dir=run_dir, max_seconds=config.max_seconds or None)
-        editor = EmotionEditor.load(engine=config.engine, device=config.device, runtime=runtime)
+        runtime = RuntimeConfig(max_seconds=config.max_seconds or None)
+        editor = EmotionEditor.load(config.engine, config.device, runtime, lite=config.lite, official=config.official)
     except CmetError as exc:
         print(f"cmet app: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from cmet import quiet
-from cmet.config import STRENGTH_RANGE, X264_PRESETS
+from cmet.config import STRENGTH_RANGE, X264_PRESETS, RuntimeConfig
 from cmet.errors import CmetError, CmetWarning, InputError
+from cmet.options import LiteOptions, OfficialOptions, add_engine_arguments, from_arguments
 
 Command = Callable[[argparse.Namespace], int]
 _STRENGTH = "between {:g} and {:g}".format(*STRENGTH_RANGE)
@@ -51,11 +52,11 @@ class _TqdmProgress:
 
 
 def _editor(args: argparse.Namespace):
-    from cmet.config import RuntimeConfig
     from cmet.pipeline import EmotionEditor
 
     runtime = RuntimeConfig(batch_size=args.batch_size, x264_preset=args.x264_preset)
-    editor = EmotionEditor.load(engine=args.engine, device=args.device, runtime=runtime)
+    lite, official = from_arguments(LiteOptions, args), from_arguments(OfficialOptions, args)
+    editor = EmotionEditor.load(args.engine, args.device, runtime, lite=lite, official=official)
     print(f"engine: {editor.engine_name} on {editor.device} ({editor.engine_reason})", file=sys.stderr)
     return editor
 
@@ -146,19 +147,20 @@ def _batch_size(text: str) -> int:
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="auto", choices=["auto", "lite", "official"])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_engine_arguments(parser)
+    runtime = RuntimeConfig()
     parser.add_argument(
         "--batch-size",
         type=_batch_size,
-        default=16,
+        default=runtime.batch_size,
         help="at most this many frames rendered per batch (fewer above 512²; lower it to save memory)",
     )
     parser.add_argument(
         "--x264-preset",
-        default="superfast",
+        default=runtime.x264_preset,
         choices=X264_PRESETS,
-        help="output encoder speed: slower presets make smaller files at the same quality (default superfast)",
+        help="output encoder speed: slower presets make smaller files at the same quality "
+        f"(default {runtime.x264_preset})",
     )
     parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
 

@@ -6,7 +6,6 @@ Paths are built relative to this file, never the working directory, so cmet work
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +48,8 @@ def cache_dir() -> Path:
 
 @dataclass
 class RuntimeConfig:
-    """How an edit runs: device, where temp files go, and the length cap the app enforces."""
+    """How the pipeline runs an edit, whichever engine: the length cap the app enforces, batching, threads, x264."""
 
-    device: str = "auto"
-    temp_dir: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
     max_seconds: float | None = None
     batch_size: int = 16
     workers: int = field(default_factory=worker_count)  # render batches at once (engines that allow it)

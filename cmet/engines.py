@@ -1,47 +1,29 @@
-"""Engine selection and weight resolution: which engine runs, and why.
+"""Engine selection: which engine runs, and why.
 
-``auto`` picks ``official`` only when every one of its files is present locally (``checkpoints/`` or
-the hub cache) and ``lite`` otherwise, and says which and why. Nothing here downloads.
+``auto`` picks ``official`` exactly when the official engine's own requirements for its options are met
+(``OfficialEngine.required_files``: the C-MET checkpoint and ``EDTalk.pt``, plus ``Audio2Lip.pt`` when the lips
+come from audio), found locally in ``checkpoints_dir()`` or the hub cache, and ``lite`` otherwise, and says which
+and why. Nothing here downloads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from cmet import hub
-from cmet.config import lite_dir
-from cmet.media import VideoInfo
+from cmet.config import ENCODER_FOLDERS, lite_dir
+from cmet.options import ENGINES, LiteOptions, OfficialOptions
 
-ENGINES = ("auto", "lite", "official")
-
-
-class Engine(Protocol):
-    """What the pipeline needs from an engine; see ``cmet.lite_engine`` for the reference one."""
-
-    name: str
-    device: str
-    parallel_render: bool  # batches may render on several threads at once (single-threaded CPU kernels)
-
-    def speech_vector(self, reference: list, target: Any, strength: float) -> Any: ...
-
-    def analyse(self, video: Path, info: VideoInfo, clock: Any = None) -> Any: ...
-
-    def offsets(self, analysis: Any, speech: Any, upto: int | None = None) -> np.ndarray: ...
-
-    def render(self, frames: np.ndarray, index: np.ndarray, analysis: Any, offsets: np.ndarray) -> np.ndarray: ...
+if TYPE_CHECKING:
+    from cmet.engine import Engine
 
 
-def official_missing() -> list[str]:
-    """Official-engine files that are not present locally (empty: the engine can run)."""
-    from cmet.speech.emotion2vec import Emotion2Vec
+def official_missing(options: OfficialOptions | None = None) -> list[str]:
+    """Official-engine files that are not present locally for ``options`` (empty: the engine can run)."""
+    from cmet.official_engine import OfficialEngine
 
-    missing = [name for name in hub.OFFICIAL_FILES if not hub.is_available(name)]
-    if not Emotion2Vec.available():
-        missing.append("emotion2vec_plus_large")
-    return missing
+    return OfficialEngine.missing(options)
 
 
 def weight_status() -> dict[str, str]:
@@ -56,36 +38,41 @@ def weight_status() -> dict[str, str]:
             status[Path(name).name] = f"missing — {err}"
     found = find_weights()
     status["emotion2vec+ large"] = f"found: {found}" if found else "missing (only needed for new recordings)"
-    for encoder in ("emotion2vec", "egemaps"):
+    for encoder in ENCODER_FOLDERS.values():
         folder = lite_dir() / encoder
         status[f"lite/{encoder}"] = f"found: {folder}" if (folder / "config.json").is_file() else f"missing: {folder}"
     return status
 
 
-def choose_engine(engine: str = "auto") -> tuple[str, str]:
-    """The engine name to load and a sentence saying why."""
+def choose_engine(engine: str = "auto", official: OfficialOptions | None = None) -> tuple[str, str]:
+    """The engine name to load and a sentence saying why (``official``: the options the official engine would get)."""
     from cmet.errors import InputError
 
     if engine not in ENGINES:
         raise InputError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     if engine != "auto":
         return engine, f"{engine} engine requested"
-    missing = official_missing()
+    missing = official_missing(official)
     if not missing:
-        return "official", "all official weights are present"
+        return "official", "the official engine's weights are present"
     return (
         "lite",
         f"official weights missing ({', '.join(Path(m).name for m in missing)}); using the offline lite engine",
     )
 
 
-def load_engine(engine: str = "auto", device: str = "auto") -> tuple[Engine, str]:
-    """Instantiate the chosen engine on ``device``; returns it with the reason it was chosen."""
-    name, reason = choose_engine(engine)
+def load_engine(
+    engine: str = "auto",
+    device: str = "auto",
+    lite: LiteOptions | None = None,
+    official: OfficialOptions | None = None,
+) -> tuple[Engine, str]:
+    """Instantiate the chosen engine on ``device`` with its options; returns it with the reason it was chosen."""
+    name, reason = choose_engine(engine, official)
     if name == "official":
         from cmet.official_engine import OfficialEngine
 
-        return OfficialEngine(device=device), reason
+        return OfficialEngine(device, official), reason
     from cmet.lite_engine import LiteEngine
 
-    return LiteEngine(device=device), reason
+    return LiteEngine(device, lite), reason

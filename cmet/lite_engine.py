@@ -7,7 +7,6 @@ warning that emotion from new recordings is approximate.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +16,19 @@ import numpy as np
 import torch
 
 from cmet import media
-from cmet.config import ENCODER_FOLDERS, cache_dir, lite_dir, resolve_device, worker_count
+from cmet.config import ENCODER_FOLDERS, lite_dir
 from cmet.connector import Connector
+from cmet.engine import Engine, fill_faceless
 from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
-from cmet.face.landmarks import FaceTrack, track_cached
+from cmet.face.landmarks import FaceTrack
 from cmet.face.rigid import RigidParts, detect_in_video
 from cmet.face.warp import Warper, render_expressions
-from cmet.lru import LRU
+from cmet.options import LiteOptions
 from cmet.semantic import emotion_weight
 from cmet.speech.emotion2vec import Emotion2Vec
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.timeline import source_offsets
-from cmet.timing import NullClock
 
 EGEMAPS = "egemaps_v02"
 
@@ -44,22 +43,26 @@ class Analysis:
     rigid: RigidParts | None = None  # glasses frames the warp keeps still
 
 
-class LiteEngine:
+class LiteEngine(Engine[Analysis]):
     """Lite engine; one instance serves many edits and caches per-input work."""
 
     name = "lite"
 
-    def __init__(self, device: str = "auto"):
-        self.device = resolve_device(device)
+    def __init__(self, device: str = "auto", options: LiteOptions | None = None):
+        super().__init__(device)
+        self.options = options or LiteOptions()
         self.parallel_render = self.device == "cpu"
         if self.device == "cpu":
-            # Small per-frame kernels: one intra-op thread is faster and leaves the other cores to the
-            # decoder, encoder and FaceMesh threads (render 7.6 vs 38 ms/frame measured on 2 busy cores).
-            torch.set_num_threads(int(os.environ.get("CMET_TORCH_THREADS", "1")))
+            torch.set_num_threads(self.options.torch_threads)
         self.rig = default_rig()
         self.warper = Warper()
         self._connectors: dict[str, tuple[Connector, dict[str, Any]]] = {}
-        self._analyses: LRU[str, Analysis] = LRU(4)
+
+    @classmethod
+    def missing(cls, options: LiteOptions | None = None) -> list[str]:
+        """Connector folders (one per speech space) without their weights."""
+        folders = [lite_dir() / folder for folder in ENCODER_FOLDERS.values()]
+        return [str(folder) for folder in folders if not (folder / "config.json").is_file()]
 
     def connector(self, encoder: str) -> tuple[Connector, dict[str, Any]]:
         """The trained lite connector for ``encoder``'s speech space (loaded once)."""
@@ -90,21 +93,14 @@ class LiteEngine:
         self.connector(speech.encoder)  # missing or damaged weights fail now, before the video is tracked
         return speech
 
-    def analyse(self, video: Path, info: media.VideoInfo, clock: Any = None) -> Analysis:
-        """Track the face (cached on disk by content) and encode each frame's AU coefficients."""
-        clock = clock or NullClock()
-        key = media.content_key(video)
-        known = self._analyses.get(key)
-        if known is not None:
-            return known
+    def encode(self, video: Path, info: media.VideoInfo, face: FaceTrack, clock: Any) -> Analysis:
+        """Glasses to keep still (found along the track) and each frame's AU coefficients."""
         with clock.stage("track"):
-            face = track_cached(video, cache_dir() / "tracks" / f"{key}.npz", workers=worker_count())
             rigid = detect_in_video(video, face.transforms, face.valid)
         with clock.stage("encode"):
             coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
             coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])
-            coeffs[~face.valid] = np.median(coeffs[face.valid], axis=0)  # faceless frames: unrendered, kept neutral
-        return self._analyses.put(key, Analysis(info=info, track=face, coeffs=coeffs, rigid=rigid))
+        return Analysis(info=info, track=face, coeffs=fill_faceless(coeffs, face.valid), rigid=rigid)
 
     def offsets(self, analysis: Analysis, speech: SpeechVector, upto: int | None = None) -> np.ndarray:
         """Per-source-frame AU offsets from the lite connector of the speech vector's encoder space."""

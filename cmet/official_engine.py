@@ -8,7 +8,7 @@ offset on the 25 fps model timeline (autoregressive 5-frame windows, nothing dro
 source frames; each frame is rendered from the identity source with its own lips and pose and its
 expression plus the offset, and the face is pasted back into the full-resolution frame.
 
-Differences from the release on purpose (DESIGN.md): lips come from the video's own frames by default
+Differences from the release on purpose: lips come from the video's own frames by default
 (``lips="audio"`` uses Audio2Lip on the video's speech as the release does), every frame is kept, and
 ``strength`` sets the speech vector's sign and scales the predicted offset (1 is the release's behaviour,
 0 re-renders the original expression; see ``cmet.speech_vector``).
@@ -27,22 +27,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmet import hub, media
-from cmet.config import SPEECH_RATE, cache_dir, worker_count
+from cmet.config import SPEECH_RATE
+from cmet.engine import Engine, fill_faceless
 from cmet.errors import InputError
-from cmet.lru import LRU
+from cmet.options import OfficialOptions
 from cmet.speech_vector import E2V, SpeechVector, resolve_speech
 from cmet.streaming import batched
-from cmet.timing import NullClock
 
 if TYPE_CHECKING:
     import torch
 
     from cmet.face.edtalk import SourceCode
     from cmet.face.landmarks import FaceTrack
-
-LIPS = ("video", "audio")
-PRECISIONS = ("auto", "fp32")
-ANALYSIS_CACHE = 4  # videos whose analysis (incl. the encoded identity source) stays in memory
 
 
 @dataclass
@@ -59,57 +55,48 @@ class OfficialAnalysis:
     source: SourceCode  # the identity frame, encoded once
 
 
-def required_files(lips: str = "video") -> tuple[str, ...]:
-    """Hub files the engine needs (Audio2Lip only when lips come from audio)."""
-    return (hub.CMET_CHECKPOINT, hub.EDTALK) + ((hub.AUDIO2LIP,) if lips == "audio" else ())
-
-
-class OfficialEngine:
-    """Paper-quality engine; one instance serves many edits and caches per-video work.
-
-    ``lips``: ``"video"`` keeps each frame's own lip motion, ``"audio"`` predicts lips from the video's
-    speech with Audio2Lip. ``precision``: ``"auto"`` runs the networks under bf16 (fp16 where bf16 is not
-    supported) autocast on CUDA and fp32 on CPU; ``"fp32"`` everywhere. ``compile`` wraps EDTalk's encoder
-    and decoder in ``torch.compile`` (worth it for long videos on a GPU).
-    """
+class OfficialEngine(Engine[OfficialAnalysis]):
+    """Paper-quality engine; one instance serves many edits and caches per-video work (see ``OfficialOptions``)."""
 
     name = "official"
     parallel_render = False  # its networks already use every core (CPU) or the one GPU
 
-    def __init__(
-        self,
-        device: str = "auto",
-        lips: str = "video",
-        compile: bool = False,
-        precision: str = "auto",
-        batch_size: int = 8,
-    ):
-        if lips not in LIPS:
-            raise InputError(f"lips must be one of {', '.join(LIPS)}, got {lips!r}.")
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
-        files = {name: hub.resolve(name) for name in required_files(lips)}  # fails fast, before torch loads
+    def __init__(self, device: str = "auto", options: OfficialOptions | None = None):
+        self.options = options or OfficialOptions()
+        files = {name: hub.resolve(name) for name in self.required_files(self.options)}  # fails before torch loads
 
         import torch
 
-        from cmet.config import resolve_device
         from cmet.connector import load_official
         from cmet.face.edtalk import load_audio2lip, load_edtalk
 
-        self.device = resolve_device(device)
-        self.lips = lips
-        self.batch_size = max(1, int(batch_size))
-        self.connector = load_official(None, device=self.device)
+        super().__init__(device)
+        self.lips = self.options.lips
+        self.batch_size = self.options.network_batch
+        self.connector = load_official(None, device=self.device)  # the release file, trusted to unpickle
         self.edtalk = load_edtalk(files[hub.EDTALK], device=self.device)
-        self.audio2lip = load_audio2lip(files[hub.AUDIO2LIP], device=self.device) if lips == "audio" else None
-        on_cuda = self.device.startswith("cuda")
+        self.audio2lip = load_audio2lip(files[hub.AUDIO2LIP], device=self.device) if hub.AUDIO2LIP in files else None
         self._autocast_dtype = None
-        if on_cuda and precision == "auto":
+        if self.device.startswith("cuda") and self.options.precision == "auto":
             self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if compile:
+        if self.options.compile:
             self.edtalk.enc = torch.compile(self.edtalk.enc)
             self.edtalk.dec = torch.compile(self.edtalk.dec)
-        self._analyses: LRU[str, OfficialAnalysis] = LRU(ANALYSIS_CACHE)
+
+    @staticmethod
+    def required_files(options: OfficialOptions | None = None) -> tuple[str, ...]:
+        """Hub files the engine loads with ``options`` (Audio2Lip only when the lips come from audio).
+
+        emotion2vec+ is not among them: presets and ``.npy`` embeddings need no speech model, and recordings
+        without it fail with a sentence saying to download it.
+        """
+        lips = (options or OfficialOptions()).lips
+        return (hub.CMET_CHECKPOINT, hub.EDTALK) + ((hub.AUDIO2LIP,) if lips == "audio" else ())
+
+    @classmethod
+    def missing(cls, options: OfficialOptions | None = None) -> list[str]:
+        """The required files that are not present locally (``checkpoints_dir()`` or the hub cache)."""
+        return [name for name in cls.required_files(options) if not hub.is_available(name)]
 
     # -- speech ---------------------------------------------------------------------------------------
     def speech_vector(self, reference: list, target: Any, strength: float) -> SpeechVector:
@@ -133,25 +120,15 @@ class OfficialEngine:
         images = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
-    def analyse(self, video: Path, info: media.VideoInfo, clock: Any = None) -> OfficialAnalysis:
-        """Track, align and EDTalk-encode every frame of ``video`` (cached per content and lips mode)."""
+    def encode(self, video: Path, info: media.VideoInfo, face: FaceTrack, clock: Any) -> OfficialAnalysis:
+        """Align and EDTalk-encode every tracked frame of ``video``; the first face is the identity source."""
         import torch
 
         from cmet.face.align import crop
         from cmet.face.canonical import apply_similarity
         from cmet.face.framing import box_transforms
-        from cmet.face.landmarks import track_cached
         from cmet.face.regions import FACE_OVAL
 
-        clock = clock or NullClock()
-        video = Path(video)
-        digest = media.content_key(video)
-        key = f"{digest}:{self.lips}"
-        known = self._analyses.get(key)
-        if known is not None:
-            return known
-        with clock.stage("track"):
-            face = track_cached(video, cache_dir() / "tracks" / f"{digest}.npz", workers=worker_count())
         transforms = box_transforms(face.transforms)
         outlines = apply_similarity(transforms, face.landmarks[:, list(FACE_OVAL), :2]).astype(np.float32)
         count = len(face)
@@ -173,12 +150,12 @@ class OfficialEngine:
         if source is None:
             raise InputError(f"No face could be encoded in {video.name}; use a clip where the face is clearly visible.")
         valid = ~np.isnan(coeffs[:, 0])
-        coeffs[~valid] = np.median(coeffs[valid], axis=0)  # faceless frames: unrendered, kept neutral
+        fill_faceless(coeffs, valid)
         with clock.stage("encode"):
             lip = coeffs[:, 16:]
             if self.lips == "audio":
                 lip = self.audio_lips(video, info)[np.minimum(np.arange(count), info.frames - 1)]
-        analysis = OfficialAnalysis(
+        return OfficialAnalysis(
             info=info,
             track=face,
             crops=np.where(valid[:, None, None], transforms, np.nan),
@@ -188,7 +165,6 @@ class OfficialEngine:
             lip=np.ascontiguousarray(lip, dtype=np.float32),
             source=source,
         )
-        return self._analyses.put(key, analysis)
 
     def audio_lips(self, video: Path, info: media.VideoInfo) -> np.ndarray:
         """Audio2Lip lip coefficients [info.frames, 20] of the video's own speech, smoothed as in the release."""

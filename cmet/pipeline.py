@@ -17,10 +17,12 @@ import numpy as np
 from cmet import media
 from cmet.config import RuntimeConfig
 from cmet.containers import container_for
-from cmet.engines import Engine, load_engine
+from cmet.engine import Engine
+from cmet.engines import load_engine
 from cmet.errors import InputError
 from cmet.grid import GridLayout, check_emotions
 from cmet.lru import LRU
+from cmet.options import LiteOptions, OfficialOptions
 from cmet.presets import is_basic, preset_name
 from cmet.speech_vector import check_strength
 from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
@@ -63,9 +65,17 @@ class EmotionEditor:
         self.runtime = runtime or RuntimeConfig()
 
     @classmethod
-    def load(cls, engine: str = "auto", device: str = "auto", runtime: RuntimeConfig | None = None) -> EmotionEditor:
-        """Pick and load an engine (``auto``: official when all its weights are present, else lite)."""
-        chosen, reason = load_engine(engine, device)
+    def load(
+        cls,
+        engine: str = "auto",
+        device: str = "auto",
+        runtime: RuntimeConfig | None = None,
+        lite: LiteOptions | None = None,
+        official: OfficialOptions | None = None,
+    ) -> EmotionEditor:
+        """Pick and load an engine (``auto``: official when its weights for ``official``'s options are present, else
+        lite); ``lite`` / ``official`` are the options of whichever engine is loaded."""
+        chosen, reason = load_engine(engine, device, lite, official)
         return cls(chosen, reason, runtime)
 
     @property

@@ -200,6 +200,16 @@ def test_audio_lips_follow_the_video_soundtrack(edited, clip, tmp_path):
         engine.audio_lips(silent, media.probe(silent))
 
 
+def test_options_reach_the_engine_through_the_editor(official):
+    from cmet.options import OfficialOptions
+    from cmet.pipeline import EmotionEditor
+
+    options = OfficialOptions(lips="audio", precision="fp32", network_batch=2)
+    engine = EmotionEditor.load(engine="auto", device="cpu", official=options).engine
+    assert engine.name == "official" and engine.options == options
+    assert engine.audio2lip is not None and engine.batch_size == 2
+
+
 def test_missing_weights_fail_fast_and_auto_falls_back(tmp_path, monkeypatch):
     from cmet.engines import choose_engine
     from cmet.official_engine import OfficialEngine
