@@ -498,7 +498,7 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
     return np.frombuffer(bytearray(proc.stdout[:nbytes]), dtype=np.uint8).reshape(info.height, info.width, 3)
 
 
-# --------------------------------------------------------------------------- timelines
+# --------------------------------------------------------------------------- files
 
 
 def content_key(path: str | Path) -> str:
@@ -526,21 +526,6 @@ def _publish(tmp: str | Path, out: Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, out)
-
-
-def model_frame_count(src_frames: int, src_fps: float, model_fps: float = 25.0) -> int:
-    """How many frames ``iter_frames(fps=model_fps)`` yields for a constant-rate source: duration × rate, half up."""
-    return retime.slot_count(np.arange(src_frames) / src_fps, model_fps, 1 / src_fps)
-
-
-def model_to_source(n_model: int, src_fps: float, src_frames: int, model_fps: float = 25.0) -> np.ndarray:
-    """Source frame shown at each model-timeline frame of a constant-rate source, as ffmpeg's fps filter picks it."""
-    return retime.shown(np.arange(src_frames) / src_fps, model_fps, n_model)
-
-
-def source_to_model(src_frames: int, src_fps: float, n_model: int, model_fps: float = 25.0) -> np.ndarray:
-    """Model-timeline frame nearest in time to each source frame (round half up), for mapping outputs back."""
-    return retime.nearest(np.arange(src_frames) / src_fps, model_fps, n_model)
 
 
 # --------------------------------------------------------------------------- audio

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cmet import media
+from cmet import media, timeline
 from cmet.errors import InputError
 from tests import media_factory as mf
 
@@ -134,7 +134,7 @@ def test_written_audio_stays_in_sync(tmp_path, fps, seconds, delay, rates):
         at25 = media.write_video(tmp_path / "at25.mp4", media.iter_frames(src, fps=25), 25, audio_source=src)
         offsets = _av_offsets(at25, 25)
         assert len(offsets) == int((seconds - 0.2) / 1.5) + 1 and np.abs(offsets).max() <= 1.0
-        assert media.probe(at25).frames == media.model_frame_count(info.frames, info.fps, 25)
+        assert media.probe(at25).frames == timeline.model_frame_count(info.frames, info.fps, 25)
 
 
 def test_audio_shorter_than_video_is_padded_and_longer_is_trimmed(tmp_path):
@@ -156,22 +156,22 @@ def test_resampling_to_25_matches_the_model_to_source_map(tmp_path, fps, n):
     src = mf.make_video(tmp_path / "v.mp4", fps=fps, seconds=n / fps, audio=False)
     info = media.probe(src)
     got = _indices(media.iter_frames(src, fps=25))
-    n_model = media.model_frame_count(n, info.fps)
+    n_model = timeline.model_frame_count(n, info.fps)
     assert len(got) == n_model == round(n * 25 / fps)
-    assert got == media.model_to_source(n_model, info.fps, n).tolist()
+    assert got == timeline.model_to_source(n_model, info.fps, n).tolist()
 
 
 def test_timeline_maps():
-    assert media.model_to_source(8, 30, 10).tolist() == [0, 1, 2, 4, 5, 6, 7, 8]
-    assert media.model_to_source(5, 25, 5).tolist() == [0, 1, 2, 3, 4]
-    assert media.model_to_source(6, 12.5, 3).tolist() == [0, 0, 1, 1, 2, 2]
-    assert media.source_to_model(5, 25, 5).tolist() == [0, 1, 2, 3, 4]
+    assert timeline.model_to_source(8, 30, 10).tolist() == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert timeline.model_to_source(5, 25, 5).tolist() == [0, 1, 2, 3, 4]
+    assert timeline.model_to_source(6, 12.5, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert timeline.source_to_model(5, 25, 5).tolist() == [0, 1, 2, 3, 4]
     for fps, n in [(30, 300), (NTSC, 600), (24, 240), (60, 100)]:
-        n_model = media.model_frame_count(n, fps)
-        back = media.source_to_model(n, fps, n_model)
+        n_model = timeline.model_frame_count(n, fps)
+        back = timeline.source_to_model(n, fps, n_model)
         assert back.min() >= 0 and back.max() == n_model - 1 and np.all(np.diff(back) >= 0)
         assert np.abs(back / 25 - np.arange(n) / fps).max() <= 0.5 / 25 + 1e-9  # nearest model frame in time
-        lag = (media.model_to_source(n_model, fps, n) / fps - np.arange(n_model) / 25)[:-1]
+        lag = (timeline.model_to_source(n_model, fps, n) / fps - np.arange(n_model) / 25)[:-1]
         assert np.all(lag < 0.5 / 25 + 1e-9) and np.all(lag > 0.5 / 25 - 1 / fps - 1e-9)  # the frame on screen then
 
 
