@@ -11,8 +11,9 @@ merged by exact B-spline subdivision, evaluated at the finest knots and upsample
 (no mesh seams), needs no linear solve and depends on nothing but the frame's own points, so it is
 fast on one CPU core and batches on CUDA.
 
-The background never moves: fixed anchors ring the crop border, the FaceMesh face oval is pinned,
-and the field fades to zero just outside the landmarks' convex hull. Only the crop (face box plus a
+The background never moves: fixed anchors ring the crop border, the FaceMesh face outline from temple to
+jaw is pinned (the forehead may follow the brows), and the field fades to zero just outside the landmarks'
+convex hull. Only the crop (face box plus a
 margin) is computed and pasted back.
 """
 
@@ -40,7 +41,7 @@ class Warper:
     first_level: int = 2  # the coarsest lattice has 2^2 intervals (coarser ones change < 1 grey level in a face)
     margin: float = 0.25  # the crop is the points' box grown by this fraction of its size on each side
     ring: int = 8  # fixed anchors per side of the crop border
-    pin: tuple[int, ...] = R.FACE_OVAL  # 478-point layouts: these points never move (outline, jaw, forehead top)
+    pin: tuple[int, ...] = R.RIM  # 478-point layouts: these points never move (the outline from temple to jaw)
     skip: tuple[int, ...] = R.IRIS_RINGS  # 478-point layouts: left out (iris rims slide under the lids)
     teeth: float = 0.4  # 478-point layouts: share of the mouth opening that moves rigidly with each lip…
     gap_stretch: float = 2.5  # …as long as the rest of the opening stretches by at most this factor
@@ -167,7 +168,7 @@ class Warper:
         side = knots.shape[-1]
         fade = _hull_fade(torch.cat([src_u, dst_u], 1) * (side - 1), side, (0.5 * grow / scale * (side - 1)).tolist())
         knots = knots * fade[:, None].to(device=knots.device) * scale
-        knots = knots * _fold_free_scale(knots, scale / (side - 1))[:, None, None, None]
+        knots = _unfold(knots, scale / (side - 1))
 
         ys = torch.arange(crop_h, device=src.device, dtype=torch.float32) / scale
         xs = torch.arange(crop_w, device=src.device, dtype=torch.float32) / scale
@@ -177,32 +178,51 @@ class Warper:
 
 
 MIN_JACOBIAN = 0.2  # the warp may squeeze an area to a fifth of itself, never fold it over
+UNFOLD_PASSES = 4
 
 
-def _fold_free_scale(knots: torch.Tensor, spacing: float, iterations: int = 10) -> torch.Tensor:
-    """``[n]`` factor ≤ 1 for each frame's backward offsets ``knots [n, 2, K, K]`` (pixels, knots ``spacing``
-    pixels apart) so that the map x → x + offset keeps a Jacobian determinant ≥ ``MIN_JACOBIAN`` everywhere.
-
-    A fold would show skin twice or turn it inside out (a very strong strength on a small face); scaling the
-    whole frame's edit down keeps its shape, only weaker. Frames that never fold keep factor 1 exactly.
-    """
+def _cell_jacobians(knots: torch.Tensor, spacing: float) -> tuple[torch.Tensor, ...]:
+    """Per lattice cell ``[n, K-1, K-1]``: d(offset x)/dx, d(offset x)/dy, d(offset y)/dx, d(offset y)/dy."""
     dx = (knots[..., :, 1:] - knots[..., :, :-1])[..., :-1, :] / spacing
     dy = (knots[..., 1:, :] - knots[..., :-1, :])[..., :, :-1] / spacing
+    return dx[:, 0], dy[:, 0], dx[:, 1], dy[:, 1]
 
-    def worst(alpha: torch.Tensor) -> torch.Tensor:
-        a = alpha[:, None, None]
-        return ((1 + a * dx[:, 0]) * (1 + a * dy[:, 1]) - a * a * dy[:, 0] * dx[:, 1]).flatten(1).amin(1)
 
-    full = torch.ones(len(knots), dtype=knots.dtype, device=knots.device)
-    folding = worst(full) < MIN_JACOBIAN
-    if not bool(folding.any()):
-        return full
-    low, high = torch.zeros_like(full), full.clone()
+def _largest_safe_share(jacobians: tuple[torch.Tensor, ...], iterations: int = 8) -> torch.Tensor:
+    """Per cell, the largest share α ≤ 1 of the offsets for which det(I + α J) ≥ ``MIN_JACOBIAN`` (bisection)."""
+    xx, xy, yx, yy = jacobians
+
+    def det(alpha: torch.Tensor) -> torch.Tensor:
+        return (1 + alpha * xx) * (1 + alpha * yy) - alpha * alpha * xy * yx
+
+    full = torch.ones_like(xx)
+    safe = det(full) >= MIN_JACOBIAN
+    low, high = torch.zeros_like(xx), full.clone()
     for _ in range(iterations):
         middle = 0.5 * (low + high)
-        fine = worst(middle) >= MIN_JACOBIAN
+        fine = det(middle) >= MIN_JACOBIAN
         low, high = torch.where(fine, middle, low), torch.where(fine, high, middle)
-    return torch.where(folding, low, full)
+    return torch.where(safe, full, low)
+
+
+def _unfold(knots: torch.Tensor, spacing: float) -> torch.Tensor:
+    """Backward offsets ``knots [n, 2, K, K]`` (pixels, knots ``spacing`` px apart) with every fold taken out locally.
+
+    A fold would show skin twice or turn it inside out (a strong smile squeezing the cheek against the lip
+    corner at strength 2, say). Where the map x → x + offset would squeeze an area below ``MIN_JACOBIAN``, the
+    offsets are damped there and, easing off, around it, a few passes; the rest of the edit keeps its full size.
+    Frames that never fold are returned untouched.
+    """
+    for _ in range(UNFOLD_PASSES):
+        xx, xy, yx, yy = jacobians = _cell_jacobians(knots, spacing)
+        if bool(((1 + xx) * (1 + yy) - xy * yx >= MIN_JACOBIAN).all()):
+            return knots
+        share = _largest_safe_share(jacobians)
+        damping = F.max_pool2d((1 - share)[:, None], 5, stride=1, padding=2)
+        damping = F.avg_pool2d(F.pad(damping, (1, 1, 1, 1), mode="replicate"), 3, stride=1, padding=1)[:, :, 1:, 1:]
+        knots = knots * (1 - damping.clamp(0, 1))
+    share = _largest_safe_share(_cell_jacobians(knots, spacing)).flatten(1).amin(1)
+    return knots * share[:, None, None, None]  # what local damping could not settle: the frame's edit scaled down
 
 
 def _as_points(points, count: int, device: torch.device) -> torch.Tensor:
