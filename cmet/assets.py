@@ -88,21 +88,33 @@ def loudness_envelope(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0.0, 1.0)
 
 
-def talking_clip(audio_path: Path, out: Path, size: int | None = None, still: np.ndarray | None = None) -> Path:
-    """Animate a portrait's jaw/lips by the speech loudness, add head motion, mux the speech.
-
-    ``still`` is the portrait (default: the astronaut's head and shoulders); ``size`` gives a square clip of
-    that side from the whole astronaut portrait (for benchmarks).
-    """
+def framed_astronaut(width: int, height: int) -> np.ndarray:
+    """The whole astronaut portrait scaled to ``height`` and centred in a ``width`` × ``height`` frame (for
+    benchmarks at any size); wider frames continue its edge columns, taller ones its edge rows."""
     from skimage.data import astronaut
 
+    side = min(width, height)
+    portrait = cv2.resize(astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+    left, top = (width - side) // 2, (height - side) // 2
+    border = (top, height - side - top, left, width - side - left)
+    return cv2.copyMakeBorder(portrait, *border, borderType=cv2.BORDER_REPLICATE)
+
+
+def talking_clip(
+    audio_path: Path, out: Path, size: int | tuple[int, int] | None = None, still: np.ndarray | None = None
+) -> Path:
+    """Animate a portrait's jaw/lips by the speech loudness, add head motion, mux the speech.
+
+    ``still`` is the portrait (default: the astronaut's head and shoulders); ``size`` (a side, or width and
+    height) gives a clip of the whole astronaut portrait at that size (for benchmarks).
+    """
     from cmet.face.au_rig import default_rig
     from cmet.face.landmarks import track
     from cmet.face.warp import Warper, render_expressions
 
     still = astronaut_still() if still is None else still
     if size is not None:
-        still = cv2.resize(astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+        still = framed_astronaut(*((size, size) if isinstance(size, int) else size))
     audio = media.read_audio(audio_path)
     frames = int(np.ceil(audio.size / SPEECH_RATE * MODEL_FPS))
     face = track([still])

@@ -1,9 +1,10 @@
-"""``python -m cmet bench``: ms/frame per stage, real-time factor and peak memory of one edit.
+"""``python -m cmet bench``: ms/frame per stage, real-time factor, peak memory (RSS and GPU) of one edit.
 
-The input is generated here (the public-domain astronaut face, talking and moving, at any size and
+The input is generated here (the public-domain astronaut face, talking and moving, at any width, height and
 length) unless a video is given. A short warm-up edit on a different clip runs first, so model loading
 and graph initialisation are excluded from the figures (the table says so), while tracking is not
-served from the cache.
+served from the cache. Any engine on any device: ``cmet bench --engine official --device cuda`` measures a GPU
+in one call; on CPU the official engine takes seconds per frame, so give it a short, small clip there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import numpy as np
 
 from cmet.config import MODEL_FPS, SPEECH_RATE, worker_count
 from cmet.face.landmarks import MIN_SEGMENT
+from cmet.options import LiteOptions, OfficialOptions, add_engine_arguments, from_arguments
 
 STAGES = ("probe", "speech", "track", "encode", "connector", "decode", "render", "write")
 
@@ -72,8 +76,8 @@ def synthetic_speech(seconds: float, sr: int = SPEECH_RATE, seed: int = 0) -> np
     return (0.3 * voice * syllables / 2.6).astype(np.float32)
 
 
-def make_input(folder: Path, seconds: float, size: int, name: str = "bench") -> Path:
-    """A talking, moving astronaut clip of ``size``² pixels and ``seconds`` length, with its speech."""
+def make_input(folder: Path, seconds: float, size: tuple[int, int], name: str = "bench") -> Path:
+    """A talking, moving astronaut clip of ``size`` (width, height) and ``seconds`` length, with its speech."""
     import soundfile as sf
 
     from cmet.assets import talking_clip
@@ -83,31 +87,56 @@ def make_input(folder: Path, seconds: float, size: int, name: str = "bench") -> 
     return talking_clip(audio, folder / f"{name}.mp4", size=size)
 
 
+@contextmanager
+def _private_cache(folder: Path) -> Iterator[None]:
+    """Tracking and embeddings cached in ``folder`` only while benchmarking, so nothing is served from before."""
+    before = os.environ.get("CMET_CACHE")
+    os.environ["CMET_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CMET_CACHE", None)
+        else:
+            os.environ["CMET_CACHE"] = before
+
+
 def run(
-    engine: str = "lite", device: str = "auto", seconds: float = 10.0, size: int = 512, video: Path | None = None
+    engine: str = "lite",
+    device: str = "auto",
+    seconds: float = 10.0,
+    size: tuple[int, int] = (512, 512),
+    video: Path | None = None,
+    warmup: float | None = None,
+    lite: LiteOptions | None = None,
+    official: OfficialOptions | None = None,
 ) -> BenchResult:
-    """Benchmark one edit; everything cached goes to a throwaway cache directory."""
+    """Benchmark one edit; everything cached goes to a throwaway cache directory.
+
+    ``warmup`` is the warm-up clip's length in seconds; by default long enough to be tracked in parallel
+    stretches, so every tracking thread's FaceMesh graph is built before the measured edit.
+    """
     import torch
 
     from cmet import media
     from cmet.pipeline import EmotionEditor
 
-    with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp, _private_cache(Path(tmp) / "cache"):
         folder = Path(tmp)
-        os.environ["CMET_CACHE"] = str(folder / "cache")
-        editor = EmotionEditor.load(engine=engine, device=device)
-        # long enough to be tracked in parallel stretches, so every worker's FaceMesh graph is built here
-        warm = make_input(folder, (worker_count() * MIN_SEGMENT + 5) / MODEL_FPS, size, name="warmup")
+        editor = EmotionEditor.load(engine, device, lite=lite, official=official)
+        warm_seconds = warmup if warmup is not None else (worker_count() * MIN_SEGMENT + 5) / MODEL_FPS
+        warm = make_input(folder, warm_seconds, size, name="warmup")
         editor.edit(warm, None, "preset:happy", 1.0, folder / "warm_out.mp4")
         clip = Path(video) if video else make_input(folder, seconds, size)
         info = media.probe(clip)
         media.clear_probe_cache()  # probing (one fast decode) is part of an edit's time
-        if editor.device == "cuda":
+        on_gpu = editor.device.startswith("cuda")
+        if on_gpu:
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         result = editor.edit(clip, None, "preset:happy", 1.0, folder / "out.mp4")
         wall = time.perf_counter() - start
-        peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if editor.device == "cuda" else None
+        peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_frame = {s: 1000 * result.timings[s] / result.frames for s in STAGES if s in result.timings}
     return BenchResult(
@@ -121,7 +150,8 @@ def run(
         ms_per_frame=per_frame,
         peak_rss_mb=rss,
         peak_gpu_mb=peak_gpu,
-        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores"
+        + (f", {torch.cuda.get_device_name()}" if on_gpu else ""),
         threads=torch.get_num_threads(),
     )
 
@@ -129,16 +159,19 @@ def run(
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser("bench", help="time an edit per stage (ms/frame), real-time factor and peak memory")
     bench.add_argument("video", nargs="?", type=Path, help="a video to edit (default: a generated talking clip)")
-    bench.add_argument("--engine", default="lite", choices=["auto", "lite", "official"])
-    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_engine_arguments(bench, engine="lite")
     bench.add_argument("--seconds", type=float, default=10.0, help="length of the generated clip")
-    bench.add_argument("--size", type=int, default=512, help="side of the generated square clip in pixels")
+    bench.add_argument("--width", type=int, default=512, help="width of the generated clip in pixels")
+    bench.add_argument("--height", type=int, default=512, help="height of the generated clip in pixels")
+    bench.add_argument("--warmup", type=float, help="seconds of the warm-up clip (default: enough for every thread)")
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     bench.set_defaults(run=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    result = run(args.engine, args.device, args.seconds, args.size, args.video)
+    lite, official = from_arguments(LiteOptions, args), from_arguments(OfficialOptions, args)
+    size = (args.width, args.height)
+    result = run(args.engine, args.device, args.seconds, size, args.video, args.warmup, lite, official)
     print(result.table())
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))

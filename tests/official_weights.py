@@ -70,3 +70,27 @@ def check_weights(manifest: dict, state: dict) -> None:
         assert np.isclose((v * v).sum().item(), total_sq, rtol=1e-6, atol=1e-3), key
         assert np.isclose(v[0].item(), first, rtol=1e-6, atol=1e-6), key
         assert np.isclose(v[-1].item(), last, rtol=1e-6, atol=1e-6), key
+
+
+def write_release_files(root: Path, names: tuple[str, ...] | None = None) -> None:
+    """The three release files (or ``names`` of them) under ``root``, wrapped as released, with the manifest rule's
+    weights; the connector under its flat basename, as a user may place it."""
+    from cmet import hub
+    from cmet.connector import Connector
+    from cmet.face.edtalk import Audio2Lip, EDTalk
+
+    files = {
+        hub.CMET_CHECKPOINT: (
+            Path(hub.CMET_CHECKPOINT).name,
+            "connector_manifest.json",
+            Connector.official,
+            "state_dict",
+        ),
+        hub.EDTALK: (hub.EDTALK, "edtalk_manifest.json", EDTalk.official, "gen"),
+        hub.AUDIO2LIP: (hub.AUDIO2LIP, "audio2lip_manifest.json", Audio2Lip.official, "audio2lip"),
+    }
+    for name in names or tuple(files):
+        relative, manifest, build, key = files[name]
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({key: deterministic_state_dict(load_manifest(manifest), build())}, path)

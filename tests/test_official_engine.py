@@ -30,27 +30,11 @@ from skimage.data import astronaut
 from cmet import hub, media
 from cmet.errors import InputError, MissingWeightsError
 from tests.media_factory import make_video
-from tests.official_weights import deterministic_state_dict, load_manifest
+from tests.official_weights import write_release_files
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 192
 FACE_FRAMES, BLANK_FRAMES = 3, 2
-
-
-def _write_weights(root: Path) -> None:
-    """The three release files, wrapped as released; the connector under its flat basename."""
-    from cmet.connector import Connector
-    from cmet.face.edtalk import Audio2Lip, EDTalk
-
-    files = (
-        (Path(hub.CMET_CHECKPOINT).name, "connector_manifest.json", Connector.official(), "state_dict"),
-        (hub.EDTALK, "edtalk_manifest.json", EDTalk.official(), "gen"),
-        (hub.AUDIO2LIP, "audio2lip_manifest.json", Audio2Lip.official(), "audio2lip"),
-    )
-    for relative, manifest, module, key in files:
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({key: deterministic_state_dict(load_manifest(manifest), module)}, path)
 
 
 def _isolate(patch: pytest.MonkeyPatch, checkpoints: Path, scratch: Path) -> None:
@@ -68,7 +52,7 @@ def _isolate(patch: pytest.MonkeyPatch, checkpoints: Path, scratch: Path) -> Non
 def official(tmp_path_factory):
     """Weights on disk and the environment pointing at them, for the whole module."""
     root = tmp_path_factory.mktemp("checkpoints")
-    _write_weights(root)
+    write_release_files(root)
     with pytest.MonkeyPatch.context() as patch:
         _isolate(patch, root, tmp_path_factory.mktemp("scratch"))
         yield root
