@@ -86,7 +86,7 @@ def test_prototypes_move_key_measures_like_real_faces(emotion, template, table):
     fear and disgust rest on a few unpaired photos and FACS, so only their direction is held to the photos."""
     rig = default_rig()
     change = _change(template, template + rig.decode(PROTOTYPES[emotion]))
-    shown = Calibration.load(CALIBRATION_FILE).transfer  # the share a rendered edit shows to FaceMesh
+    shown = Calibration.load(CALIBRATION_FILE).transfer.get(emotion, {})  # the share FaceMesh reads of a render
     real = table[emotion]["measures"]
     for name in KEY_MEASURES[emotion]:
         mean, se = real[name]["mean"], real[name]["se"]
@@ -94,7 +94,7 @@ def test_prototypes_move_key_measures_like_real_faces(emotion, template, table):
             continue  # not a reliable yardstick
         fraction = change[name] * shown.get(name, 1.0) / mean
         reliable = table[emotion]["method"] == "same person"  # fear and disgust: a few unpaired photos only
-        assert fraction >= (0.8 if reliable else 0.05), (emotion, name, change[name], mean)
+        assert fraction >= 0.8 if reliable else fraction > 0, (emotion, name, change[name], mean)
         assert fraction <= 1.6, (emotion, name, change[name], mean)
     assert abs(change["mouth_open"]) < 0.03, "lips must stay the speaker's: no prototype opens the mouth"
 

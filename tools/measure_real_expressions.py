@@ -50,6 +50,7 @@ LABELS = {  # the dataset's labels → cmet's emotion names
 }
 MAX_YAW = 0.5  # |depth difference of the outer eye corners| / IOD (they are ~1.9 IOD apart): about 15° of head turn
 MIN_IOD_PX = 30.0
+READ_BACK_ROUNDS = 2
 MIN_PAIRED_PEOPLE = 25  # fewer same-person pairs than this: compare against all neutral photos instead
 PERSON = re.compile(r"(.+)_\d{4}\.\w+$")
 
@@ -191,7 +192,7 @@ def neutral_photos(dataset: Path, count: int, seed: int) -> list[np.ndarray]:
 
 def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray, stills: list[np.ndarray]) -> dict:
     """Render every fitted prototype on real neutral faces, track the results again and compare what FaceMesh reads
-    with what the landmarks were moved by: the rendering chain's share per measure."""
+    with what the landmarks were moved by: the rendering chain's share per emotion and measure."""
     from cmet.face.au_rig import AURig
     from cmet.face.landmarks import track
     from cmet.face.warp import Warper, render_expressions
@@ -199,7 +200,8 @@ def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray, stil
     rig = AURig(names=rig_names, bases=bases * np.array([result.apex[n] for n in rig_names])[:, None, None])
     fitted = [e for e, source in result.sources.items() if source.startswith("fitted")]
     shifts = rig.decode(np.array([[result.prototypes[e].get(n, 0.0) for n in rig_names] for e in fitted]))
-    intended, read = [], []
+    intended: dict[str, list] = {e: [] for e in fitted}
+    read: dict[str, list] = {e: [] for e in fitted}
     for still in stills:
         face = track([still], smooth=False, min_valid_fraction=0.0)
         seen_before = canonical_face(still)
@@ -214,15 +216,15 @@ def read_back(result: Calibration, rig_names: list[str], bases: np.ndarray, stil
             shifts,
             Warper(),
         )
-        for shift, image in zip(shifts, images):
+        for emotion, shift, image in zip(fitted, shifts, images):
             seen = canonical_face(image)
             if seen is None:
                 continue
             moved, after = expression_measures(start + shift), expression_measures(seen)
-            intended.append([moved[k] - base[k] for k in MEASURES])
-            read.append([after[k] - before[k] for k in MEASURES])
-    print(f"read back {len(read)} rendered edits on {len(stills)} photos")
-    return transfer_shares(np.array(intended), np.array(read))
+            intended[emotion].append([moved[k] - base[k] for k in MEASURES])
+            read[emotion].append([after[k] - before[k] for k in MEASURES])
+    print(f"read back {sum(map(len, read.values()))} rendered edits on {len(stills)} photos")
+    return {e: transfer_shares(np.array(intended[e]), np.array(read[e])) for e in fitted}
 
 
 def calibrate_rig(out: Path, stills: list[np.ndarray] | None) -> None:
@@ -234,11 +236,16 @@ def calibrate_rig(out: Path, stills: list[np.ndarray] | None) -> None:
     rig = build_rig()
     template = C.canonical_template()
     if stills:
-        first = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES)
-        shares = read_back(first, rig.names, rig.bases, stills)
+        # The read-back is not quite linear (FaceMesh follows strong edits better), so fit and read twice.
+        shares = None
+        for _ in range(READ_BACK_ROUNDS):
+            fitted = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES, transfer=shares)
+            shares = read_back(fitted, rig.names, rig.bases, stills)  # at the size the last fit asks for
+        shares = {e: {k: round(v, 3) for k, v in m.items()} for e, m in shares.items()}  # as committed
     else:
         shares = Calibration.load(out / "calibration.json").transfer
-    print("rendered share per measure: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items()))
+    for emotion, by_measure in shares.items():
+        print(f"read back, {emotion}: " + ", ".join(f"{k} {v:.2f}" for k, v in by_measure.items()))
     result = calibrate(rig.names, rig.bases, template, table, fields, EMFACS_PROTOTYPES, transfer=shares)
     result.save(out / "calibration.json")
     for emotion, units in result.prototypes.items():
@@ -253,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "real_faces")
     parser.add_argument("--calibrate-only", action="store_true", help="keep the table, redo the rig fit")
-    parser.add_argument("--read-back-photos", type=int, default=60, help="neutral photos the rendering is read on")
+    parser.add_argument("--read-back-photos", type=int, default=40, help="neutral photos the rendering is read on")
     args = parser.parse_args(argv)
     stills = None
     if args.dataset is not None:

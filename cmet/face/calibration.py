@@ -40,7 +40,7 @@ class Calibration:
     prototypes: dict[str, dict[str, float]]
     apex: dict[str, float]
     sources: dict[str, str]
-    transfer: dict[str, float] = field(default_factory=dict)  # measure → share a rendered edit shows (see below)
+    transfer: dict[str, dict[str, float]] = field(default_factory=dict)  # emotion → measure → share FaceMesh reads
 
     def save(self, path: Path) -> None:
         data = {"apex": self.apex, "prototypes": self.prototypes, "sources": self.sources, "transfer": self.transfer}
@@ -136,7 +136,7 @@ def calibrate(
     fallback: dict[str, dict[str, float]],
     min_photos: int = 30,
     excluded_units: tuple[str, ...] = (SPEECH_UNIT, "R12"),
-    transfer: dict[str, float] | None = None,
+    transfer: dict[str, dict[str, float]] | None = None,
 ) -> Calibration:
     """Prototypes and apexes for every emotion of ``fallback`` (EMFACS), real-fitted where the data allow."""
     jacobian = measure_jacobian(template)
@@ -148,7 +148,7 @@ def calibrate(
         emfacs_coeffs = np.array([emfacs.get(name, 0.0) if name != SPEECH_UNIT else 0.0 for name in names])
         if emotion != "neutral" and entry and entry["photos"] >= min_photos and emotion in fields:
             prior = jacobian @ (emfacs_coeffs @ bases.reshape(len(bases), -1))
-            targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()), transfer)
+            targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()), (transfer or {}).get(emotion))
             raw[emotion] = fit_emotion(bases, jacobian, targets, fields[emotion], units)
             people = f"{entry['people']} people" if entry["people"] else f"{entry['photos']} photos vs all neutral"
             sources[emotion] = f"fitted to real faces ({entry['method']}, {people})"
@@ -165,18 +165,20 @@ def calibrate(
         for emotion, coeffs in raw.items()
     }
     apexes = {k: round(v, 4) for k, v in apex.items()}
-    return Calibration(prototypes, apexes, sources, {k: round(v, 3) for k, v in (transfer or {}).items()})
+    shares = {e: {k: round(v, 3) for k, v in by_measure.items()} for e, by_measure in (transfer or {}).items()}
+    return Calibration(prototypes, apexes, sources, shares)
 
 
-MIN_TRANSFER = 0.5  # a measure FaceMesh reads back less than half of is not compensated beyond 2×
+MIN_TRANSFER = 0.3  # a measure FaceMesh reads back less than this of is not compensated beyond ~3×
 
 
 def transfer_shares(intended: np.ndarray, read: np.ndarray) -> dict[str, float]:
-    """Per measure, the least-squares share ``read ≈ share × intended`` over rendered edits ``[N, M]`` (columns in
-    ``MEASURES`` order), clipped to [``MIN_TRANSFER``, 1]; measures the edits hardly moved keep 1."""
+    """Per measure, the least-squares share ``read ≈ share × intended`` over one emotion's rendered edits
+    ``[N, M]`` (columns in ``MEASURES`` order), clipped to [``MIN_TRANSFER``, 1]; measures the edits hardly moved
+    keep 1."""
     shares = {}
     for j, name in enumerate(MEASURES):
         x, y = intended[:, j], read[:, j]
-        energy = float(x @ x)
-        shares[name] = float(np.clip((x @ y) / energy, MIN_TRANSFER, 1.0)) if energy > 4e-4 else 1.0
+        energy = float(x @ x) / max(len(x), 1)
+        shares[name] = float(np.clip((x @ y) / float(x @ x), MIN_TRANSFER, 1.0)) if energy > 1e-4 else 1.0
     return shares
