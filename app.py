@@ -6,8 +6,11 @@ a bug keeps its traceback in the server log while the page only says "Error". Re
 uploaded through the app or its examples (``cmet.uploads``), and the queue and uploads are capped.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--engine auto|lite|official]
-                  [--device auto|cpu|cuda] [--max-seconds 120] [--max-upload-mb 300] [--max-queue 32]
-                  [--tmp DIR] [--verbose]
+                  [--device auto|cpu|cuda] [--lips video|audio] [--precision auto|fp32] [--compile] …
+                  [--max-seconds 120] [--max-upload-mb 300] [--max-queue 32] [--tmp DIR] [--download] [--verbose]
+
+On a Hugging Face Space (``SPACE_ID`` set), or with ``--download``, the official engine's weights are fetched at
+start-up while the lite engine serves (``cmet.space``); the header says which engine is active.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from cmet import EditResult, EmotionEditor, quiet
 from cmet.assets import FIRST_EXAMPLE
 from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
+from cmet.engines import official_missing
 from cmet.errors import CmetError, CmetWarning, InputError
 from cmet.grid import check_emotions
 from cmet.options import LiteOptions, OfficialOptions, add_engine_arguments, from_arguments
 from cmet.presets import list_presets
+from cmet.space import OfficialFetch, on_space, use_persistent_storage
 from cmet.uploads import check_request, confine, confine_all
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
@@ -86,6 +91,7 @@ class AppConfig:
     tmp: Path = field(default_factory=lambda: Path(os.environ.get("CMET_TMP", tempfile.gettempdir())))
     lite: LiteOptions = field(default_factory=LiteOptions)
     official: OfficialOptions = field(default_factory=OfficialOptions)
+    download: bool = False  # fetch the official weights at start-up, serving with lite meanwhile (always on a Space)
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
@@ -100,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="most requests waiting at once")
     parser.add_argument("--tmp", type=Path, default=defaults.tmp, help="temp dir (default: $CMET_TMP or the system's)")
     parser.add_argument("--verbose", action="store_true", help="also show MediaPipe/TFLite/FunASR log lines")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the official weights at start-up, serving with the lite engine until they are there "
+        "(always done on a Hugging Face Space)",
+    )
     args = parser.parse_args(argv)
     return AppConfig(
         host=args.host,
@@ -114,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         verbose=args.verbose,
         lite=from_arguments(LiteOptions, args),
         official=from_arguments(OfficialOptions, args),
+        download=args.download or on_space(),
     )
 
 
@@ -264,14 +277,27 @@ def parse_emotions(spec: Any, default_strength: float) -> tuple[dict[str, list[s
 class EditorApp:
     """Handlers behind the page: validate, call the editor (GPU-wrapped), turn failures into messages."""
 
-    def __init__(self, editor: EmotionEditor, config: AppConfig, out_dir: Path):
+    def __init__(self, editor: EmotionEditor, config: AppConfig, out_dir: Path, fetch: OfficialFetch | None = None):
         self.config = config
         self.out_dir = out_dir
         self.presets = list_presets()
         self.editor = editor
-        self._edit = gpu(180)(editor.edit)
-        self._preview = gpu(30)(editor.preview)
-        self._compare = gpu(300)(editor.compare)
+        self.fetch = fetch
+        # Through ``self.editor`` at call time: a fetch may hand over the official engine while the app serves.
+        self._edit = gpu(180)(lambda *args, **kwargs: self.editor.edit(*args, **kwargs))
+        self._preview = gpu(30)(lambda *args, **kwargs: self.editor.preview(*args, **kwargs))
+        self._compare = gpu(300)(lambda *args, **kwargs: self.editor.compare(*args, **kwargs))
+
+    def use(self, editor: EmotionEditor) -> None:
+        """Serve with ``editor`` from the next request on (a render in progress finishes on the one it began with)."""
+        self.editor = editor
+
+    def header(self) -> str:
+        return header(self.editor, self.fetch.note if self.fetch else "")
+
+    def header_update(self) -> tuple[str, gr.Timer]:
+        """The header, refreshed while a fetch runs; the timer stops once it is over."""
+        return self.header(), gr.Timer(active=not (self.fetch and self.fetch.done.is_set()))
 
     def output_path(self, kind: str) -> Path:
         return self.out_dir / f"{kind}-{uuid.uuid4().hex[:12]}.mp4"
@@ -441,22 +467,31 @@ def compare_example_rows(basic: list[str], extended: list[str]) -> list[list[Any
     return [[str(videos[0]), reference, shown, extended[:1]]]
 
 
-def header(editor: EmotionEditor) -> str:
+def header(editor: EmotionEditor, note: str = "") -> str:
+    """The page's first lines: which engine serves, on what, why; and ``note`` (a weights fetch under way)."""
     return (
         "# cmet — change the emotion of a talking-face video with speech\n"
         f"**engine:** {editor.engine_name} · **device:** {editor.device} — {editor.engine_reason}"
-    )
+    ) + (f"\n\n> {note}" if note else "")
 
 
-def build_demo(editor: EmotionEditor, config: AppConfig, out_dir: Path) -> gr.Blocks:
-    app = EditorApp(editor, config, out_dir)
+def build_demo(
+    editor: EmotionEditor, config: AppConfig, out_dir: Path, fetch: OfficialFetch | None = None
+) -> gr.Blocks:
+    """The page; with ``fetch`` the official weights download meanwhile and the header follows (started here)."""
+    app = EditorApp(editor, config, out_dir, fetch)
     presets = app.presets
     gpu_events = {"concurrency_id": "gpu", "concurrency_limit": 1}
     # Off ZeroGPU previews queue on their own, so moving the slider during a render answers at once instead of
     # after the render (the queue stays: it carries the warnings shown as toasts).
     preview_events = gpu_events if ON_ZERO_GPU else {"concurrency_id": "preview", "concurrency_limit": 1}
     with GuardedBlocks(title="cmet — emotion editing", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
-        gr.Markdown(header(editor), elem_id="engine-line")
+        engine_line = gr.Markdown(app.header(), elem_id="engine-line")
+        if fetch is not None:  # the header follows the fetch: on every page load, and every few seconds until done
+            timer = gr.Timer(3)
+            for event in (demo.load, timer.tick):
+                event(app.header_update, None, [engine_line, timer], queue=False, api_visibility="private")
+            fetch.start(app.use)
         with gr.Accordion("Environment (doctor)", open=False):
             gr.Code("\n".join(diagnose().lines()), language=None, label="python -m cmet doctor", interactive=False)
 
@@ -572,12 +607,21 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = run_dir / "outputs"
     out_dir.mkdir()
     try:
+        into_storage = use_persistent_storage() if config.download else False
+        fetching = config.download and config.engine != "lite" and bool(official_missing(config.official))
         runtime = RuntimeConfig(max_seconds=config.max_seconds or None)
-        editor = EmotionEditor.load(config.engine, config.device, runtime, lite=config.lite, official=config.official)
+        options = {"lite": config.lite, "official": config.official}
+        first = "lite" if fetching else config.engine
+        editor = EmotionEditor.load(first, config.device, runtime, **options)
     except CmetError as exc:
         print(f"cmet app: {exc}", file=sys.stderr)
         return 2
-    demo = build_demo(editor, config, out_dir)
+    fetch = None
+    if fetching:
+        editor.engine_reason = "the official engine's weights are downloading"
+        fetch = OfficialFetch(lambda: EmotionEditor.load("official", config.device, runtime, **options), into_storage)
+    print(f"cmet app: engine: {editor.engine_name} on {editor.device} ({editor.engine_reason})", file=sys.stderr)
+    demo = build_demo(editor, config, out_dir, fetch)
     demo.queue(default_concurrency_limit=1, max_size=config.max_queue)
     try:
         demo.launch(

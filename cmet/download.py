@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def fetch_official(into_checkpoints: bool = False, log: Callable[[str], None] = _to_stderr) -> list[Outcome]:
+    """Every file of the official engine and emotion2vec+, each announced in ``log`` before it is fetched and
+    reported after (huggingface_hub's own progress bars show on stderr in between)."""
+    from cmet.speech.emotion2vec import MODEL_NAME
+
+    steps: list[tuple[str, Callable[[], Outcome]]] = [
+        (Path(name).name, lambda name=name: fetch_hub_file(name, into_checkpoints)) for name in hub.OFFICIAL_FILES
+    ]
+    steps.append((MODEL_NAME, lambda: fetch_emotion2vec(into_checkpoints)))
+    outcomes = []
+    for count, (name, fetch) in enumerate(steps, start=1):
+        log(f"weights {count}/{len(steps)}: {name} …")
+        outcome = fetch()
+        log(f"weights {count}/{len(steps)}: {name} {'ready' if outcome.error is None else 'not fetched'}")
+        outcomes.append(outcome)
+    return outcomes
+
+
 def run(args: argparse.Namespace) -> int:
     """Fetch every file, print one line each; non-zero when any is missing afterwards."""
-    outcomes = [fetch_hub_file(name, args.into_checkpoints) for name in hub.OFFICIAL_FILES]
-    outcomes.append(fetch_emotion2vec(args.into_checkpoints))
+    outcomes = fetch_official(args.into_checkpoints)
     for outcome in outcomes:
         if outcome.error is None:
             print(f"{outcome.name}: {outcome.path}")

@@ -77,11 +77,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_app(tmp: Path, *args: str, timeout: float = 120.0) -> AppServer:
-    """Start ``app.py`` with ``--tmp tmp`` and wait until its page answers; raises with the log if it does not."""
+def launch_app(tmp: Path, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None) -> AppServer:
+    """Start ``app.py`` with ``--tmp tmp`` and wait until its page answers; raises with the log if it does not.
+
+    ``env`` replaces the environment the app starts with (default: this one, offline for the hub).
+    """
     port = free_port()
     log = tmp / "app.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = {**(env if env is not None else {**os.environ, "HF_HUB_OFFLINE": "1"}), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--tmp", str(tmp / "app-tmp"), *args]
     with log.open("w") as sink:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)

@@ -8,9 +8,7 @@ emotion2vec+ model is needed. EDTalk costs seconds per frame on CPU, so the clip
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import os
 import socket
 import subprocess
@@ -18,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -29,6 +27,7 @@ from skimage.data import astronaut
 
 from cmet import hub, media
 from cmet.errors import InputError, MissingWeightsError
+from tests.fake_hub import FakeHub
 from tests.media_factory import make_video
 from tests.official_weights import write_release_files
 
@@ -286,53 +285,6 @@ def test_download_without_network_fails_with_a_sentence_per_file(tmp_path):
     assert not any((tmp_path / "empty").rglob("*.pt"))
 
 
-class _FakeHub(BaseHTTPRequestHandler):
-    """The few Hugging Face endpoints a download touches: file HEAD/GET, repo info and file tree."""
-
-    files: dict[tuple[str, str], bytes] = {}
-    commit = "c" * 40
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _reply(self, body: bytes, send_body: bool = True, extra: dict[str, str] | None = None) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
-
-    def _file(self, send_body: bool) -> None:
-        path = self.path.split("?")[0]
-        for (repo, name), data in self.files.items():
-            if path in (f"/{repo}/resolve/main/{name}", f"/{repo}/resolve/{self.commit}/{name}"):
-                etag = f'"{hashlib.sha256(data).hexdigest()}"'
-                return self._reply(data, send_body, {"ETag": etag, "X-Repo-Commit": self.commit})
-        self.send_response(404)
-        self.end_headers()
-
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
-        self._file(send_body=False)
-
-    def do_GET(self) -> None:  # noqa: N802
-        parts = self.path.split("?")[0].split("/")
-        if parts[1:3] != ["api", "models"]:
-            return self._file(send_body=True)
-        repo = "/".join(parts[3:5])
-        names = {name: data for (owner, name), data in self.files.items() if owner == repo}
-        if parts[5] == "tree":
-            listing = [{"type": "file", "path": n, "size": len(d), "oid": _sha1(d)} for n, d in names.items()]
-        else:
-            listing = {"id": repo, "sha": self.commit, "siblings": [{"rfilename": n} for n in names]}
-        self._reply(json.dumps(listing).encode(), extra={"Content-Type": "application/json"})
-
-
-def _sha1(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()
-
-
 def _saved(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -341,7 +293,7 @@ def _saved(obj) -> bytes:
 
 def test_download_places_and_checks_files(tmp_path):
     """Against a local stand-in for the hub: files land in checkpoints/, a corrupt one is caught by name."""
-    _FakeHub.files = {
+    FakeHub.files = {
         ("coldhyuk/C-MET", hub.CMET_CHECKPOINT): _saved({"state_dict": {"w": torch.zeros(3)}}),
         ("coldhyuk/C-MET", hub.EDTALK): b"<html>not a checkpoint</html>",
         ("coldhyuk/C-MET", hub.AUDIO2LIP): _saved({"audio2lip": {}}),
@@ -349,7 +301,7 @@ def test_download_places_and_checks_files(tmp_path):
         ("emotion2vec/emotion2vec_plus_large", "config.yaml"): b"model: Emotion2vec\n",
         ("emotion2vec/emotion2vec_plus_large", "emotion2vec+radar.png"): b"png",
     }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = _subprocess_env(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}")
