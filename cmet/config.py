@@ -14,8 +14,10 @@ REPO_ROOT = PACKAGE_DIR.parent
 MODEL_FPS = 25
 SPEECH_RATE = 16000
 HUB_REPO = "coldhyuk/C-MET"
-# Speech encoder name → the folder name its lite connector and presets live under.
-ENCODER_FOLDERS = {"emotion2vec_plus_large": "emotion2vec", "egemaps_v02": "egemaps"}
+# The speech encoders' names, and the folder each one's lite connector and presets live under.
+E2V = "emotion2vec_plus_large"
+EGEMAPS = "egemaps_v02"
+ENCODER_FOLDERS = {E2V: "emotion2vec", EGEMAPS: "egemaps"}
 BATCH_PIXELS = 16 * 512 * 512
 # The strength knob's one range (API, CLI and app): past 3 faces distort (10 is grotesque, 1e6 smears frames),
 # below -2 the "opposite" emotion is no longer a face either.

@@ -10,7 +10,7 @@ import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 
-from cmet.config import checkpoints_dir, lite_dir
+from cmet.config import ENCODER_FOLDERS, checkpoints_dir, lite_dir
 
 _PACKAGES = ("torch", "numpy", "mediapipe", "gradio", "opensmile", "funasr", "imageio-ffmpeg", "huggingface_hub")
 
@@ -74,7 +74,7 @@ def diagnose() -> Report:
     except ImportError as exc:
         report.problems.append(f"mediapipe FaceMesh does not import ({exc}); install mediapipe==0.10.21")
     report.weights = _weights_state()
-    if not (lite_dir() / "emotion2vec").exists() and not (lite_dir() / "egemaps").exists():
+    if not any((lite_dir() / folder).exists() for folder in ENCODER_FOLDERS.values()):
         report.problems.append(f"no lite connector in {lite_dir()}; run `python -m cmet train --engine lite`")
     report.lite_ok = not report.problems
     return report

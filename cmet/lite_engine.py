@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cmet import media
-from cmet.config import ENCODER_FOLDERS, lite_dir
+from cmet.config import E2V, EGEMAPS, ENCODER_FOLDERS, lite_dir
 from cmet.connector import Connector
 from cmet.engine import Engine, fill_faceless
 from cmet.errors import CmetWarning, MissingWeightsError
@@ -27,10 +27,8 @@ from cmet.face.warp import Warper, render_expressions
 from cmet.options import LiteOptions
 from cmet.semantic import emotion_weight
 from cmet.speech.emotion2vec import Emotion2Vec
-from cmet.speech_vector import E2V, SpeechVector, resolve_speech
+from cmet.speech_vector import SpeechVector, resolve_speech
 from cmet.timeline import source_offsets
-
-EGEMAPS = "egemaps_v02"
 
 
 @dataclass

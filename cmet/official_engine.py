@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmet import hub, media
-from cmet.config import SPEECH_RATE
+from cmet.config import E2V, SPEECH_RATE
 from cmet.engine import Engine, fill_faceless
 from cmet.errors import InputError
 from cmet.options import OfficialOptions
-from cmet.speech_vector import E2V, SpeechVector, resolve_speech
+from cmet.speech_vector import SpeechVector, resolve_speech
 from cmet.streaming import batched
 
 if TYPE_CHECKING:

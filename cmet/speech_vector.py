@@ -16,12 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from cmet.config import STRENGTH_RANGE
+from cmet.config import E2V, STRENGTH_RANGE
 from cmet.errors import InputError
 from cmet.presets import get_preset, preset_name
 from cmet.semantic import semantic_vector
-
-E2V = "emotion2vec_plus_large"
 
 
 @dataclass

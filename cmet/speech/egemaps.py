@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmet.config import SPEECH_RATE
+from cmet.config import EGEMAPS, SPEECH_RATE
 from cmet.speech.base import SpeechEncoder
 
 
 class EGeMAPS(SpeechEncoder):
     """openSMILE eGeMAPSv02 functionals of each (level-normalised) 16 kHz mono clip."""
 
-    name = "egemaps_v02"
+    name = EGEMAPS
     dim = 88
 
     def __init__(self) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cmet.config import checkpoints_dir, resolve_device
+from cmet.config import E2V, checkpoints_dir, resolve_device
 from cmet.errors import MissingWeightsError
 from cmet.speech.base import SpeechEncoder
 
-MODEL_NAME = "emotion2vec_plus_large"
+MODEL_NAME = E2V
 MODELSCOPE_ID = "iic/emotion2vec_plus_large"
 HF_REPO = "emotion2vec/emotion2vec_plus_large"
 REQUIRED_FILES = ("model.pt", "config.yaml")
