@@ -170,3 +170,20 @@ def test_mask_fades_out_inside_the_crop_when_the_face_fills_it():
     edge = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
     assert edge.max() == 0.0 and mask[128, 128] == 1.0
     assert mask[int(align.FEATHER) // 3, 128] < 0.5  # the fade happens inside the crop
+
+
+def test_paste_fades_the_face_in_over_the_feather_width():
+    """Blend weight read off a pasted checkerboard (±100 around the frame's grey, so the seam's colour matching
+    has nothing to shift): 1 at the centre, 0 outside the outline, and a ramp about ``FEATHER`` pixels wide, so
+    the edited face has no hard edge."""
+    angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    outline = 128 + 80 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    mask = align.hull_masks(outline[None])[0]
+    grey = np.full((1, 256, 256, 3), 128, np.uint8)
+    checker = (np.indices((256, 256)).sum(0) % 2 * 2 - 1)[..., None] * np.ones(3)
+    crop = (128 + 100 * checker).astype(np.uint8)[None]
+    pasted = align.paste(grey, crop, np.eye(2, 3)[None], mask)[0]
+    weight = np.abs(pasted[128, 128:, 0].astype(np.float64) - 128) / 100  # centre → right edge
+    assert weight[:40].min() > 0.97 and weight[90:].max() == 0.0
+    ramp = int(((weight > 0.05) & (weight < 0.95)).sum())
+    assert 0.5 * align.FEATHER <= ramp <= 1.0 * align.FEATHER, weight.round(2)

@@ -132,6 +132,20 @@ def test_face_is_pasted_back_in_place(edited, clip):
 
 
 @pytest.mark.slow  # EDTalk encodes and renders a few frames on CPU
+def test_rendered_face_follows_the_offset(edited, clip):
+    """Each frame re-renders its own expression plus the offset, twice the offset about twice the change (an
+    engine ignoring offsets still re-renders and pastes back, so the paste-back test alone would not see it)."""
+    engine = edited[0].engine
+    analysis = engine.analyse(clip, media.probe(clip))
+    frame, index = _frames(clip)[:1].astype(np.uint8), np.array([0])
+    step = np.zeros((len(analysis.exp), analysis.exp.shape[1]), np.float32)
+    step[:] = np.where(np.arange(analysis.exp.shape[1]) % 2, 0.5, -0.5)
+    unedited, once, twice = (engine.render(frame, index, analysis, k * step)[0].astype(np.float64) for k in (0, 1, 2))
+    moved = [np.abs(once - unedited).mean(), np.abs(twice - unedited).mean()]
+    assert moved[0] > 0.05 and 1.5 * moved[0] < moved[1] < 2.5 * moved[0], moved  # the face is 1/4 of the frame
+
+
+@pytest.mark.slow  # EDTalk encodes and renders a few frames on CPU
 def test_preview_offsets_match_the_full_edit(edited, clip, speech):
     """Offsets for a prefix (the preview) equal the full run's, at another frame rate too."""
     editor, _ = edited
