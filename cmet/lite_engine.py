@@ -104,7 +104,11 @@ class LiteEngine(Engine[Analysis]):
         """Per-source-frame AU offsets from the lite connector of the speech vector's encoder space."""
         connector, meta = self.connector(speech.encoder)
         scaled = speech.vector / np.asarray(meta["speech_scale"], dtype=np.float32)
-        weight = emotion_weight(scaled, float(meta.get("speech_noise", 0.0)), speech.n_reference, speech.n_target)
+        scale = np.asarray(meta["speech_scale"], dtype=np.float64)
+        noise = float(meta.get("speech_noise", 0.0))
+        if speech.within is not None:  # the given clips' own spread, when it is the larger
+            noise = max(noise, float(np.sqrt((speech.within / scale**2).sum())))
+        weight = emotion_weight(scaled, noise, speech.n_reference, speech.n_target)
         if weight < 1.0 and speech.gain > 0 and upto is None:
             warnings.warn(
                 "The target speech differs from the reference about as much as clips of one emotion differ among "

@@ -41,12 +41,23 @@ def _pool(values: np.ndarray, what: str) -> np.ndarray:
 
 
 # Signal-to-noise of a speech vector: its length over the length expected from two sets of clips of one emotion
-# (the same speaker's neutral clips, say). Measured on the sample pools (emotion2vec+): neutral against neutral
-# has a median of 0.8–1.0 and a 99th percentile of 2.0–2.3; the 1st percentile of emotion against neutral is
-# 1.7–3.9 (contempt, 0.4–0.5, cannot be told from neutral by this encoder). Below SNR_NONE the pools show no
-# emotion and nothing is edited; from SNR_FULL on the edit has its full strength.
-SNR_NONE = 1.5
-SNR_FULL = 2.0
+# (the same speaker's neutral clips, say), the clip-to-clip spread being the larger of the given clips' own and
+# that of the training pools. Measured on the sample pools (emotion2vec+, 3–10 clips a side, all three speakers):
+# neutral against neutral has a 99th percentile of 2.0 and a maximum of 2.25; emotion against neutral a 10th
+# percentile of 2.3–3.0 (contempt, 0.4–0.6, cannot be told from neutral by this encoder). Below SNR_NONE the
+# pools show no emotion and nothing is edited; from SNR_FULL on the edit has its full strength.
+SNR_NONE = 2.0
+SNR_FULL = 2.6
+
+
+def within_spread(reference: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """Per-feature variance of single clips about their own pool's mean, pooled over both pools (None with two
+    clips or fewer in all: nothing to measure it from)."""
+    ref, tgt = np.asarray(reference, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    dof = len(ref) + len(tgt) - 2
+    if dof <= 0:
+        return None
+    return (((ref - ref.mean(0)) ** 2).sum(0) + ((tgt - tgt.mean(0)) ** 2).sum(0)) / dof
 
 
 def emotion_weight(vector: np.ndarray, noise: float, n_reference: int, n_target: int) -> float:

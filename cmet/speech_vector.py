@@ -19,7 +19,7 @@ import numpy as np
 from cmet.config import E2V, STRENGTH_RANGE
 from cmet.errors import InputError
 from cmet.presets import get_preset, preset_name
-from cmet.semantic import semantic_vector
+from cmet.semantic import semantic_vector, within_spread
 
 
 @dataclass
@@ -31,6 +31,7 @@ class SpeechVector:
     gain: float = 1.0
     n_reference: int = 0  # clips behind the vector (0: unknown), to tell an emotion from clip-to-clip spread
     n_target: int = 0
+    within: np.ndarray | None = None  # per-feature variance of the clips about their pool means (see semantic)
 
 
 def check_strength(strength: float) -> float:
@@ -66,5 +67,6 @@ def resolve_speech(
 
     encoder = choose_encoder([*reference, *clips])
     embed = get_encoder(encoder, device=device).embed
-    vector = semantic_vector(embed(list(reference)), embed(clips))
-    return SpeechVector(encoder, sign * vector, gain, len(reference), len(clips))
+    ref, tgt = embed(list(reference)), embed(clips)
+    vector = semantic_vector(ref, tgt)
+    return SpeechVector(encoder, sign * vector, gain, len(reference), len(clips), within_spread(ref, tgt))

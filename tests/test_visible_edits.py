@@ -56,18 +56,22 @@ def test_neutral_preset_changes_nothing(editor, tmp_path):
 
 
 def test_neutral_against_neutral_speech_is_no_edit(editor, samples_dir):
-    """More neutral clips of the same speaker as the target: the pools differ only by clip spread."""
+    """More neutral clips of the same speaker as the target (drawn at random from the speaker's takes): the pools
+    differ only by clip spread, so nothing is edited and a warning says why."""
     neutral = sorted((samples_dir / "emotion2vec_plus_large" / "mead" / "neutral").glob("W009_*.npy"))
     engine = editor.engine
     info = media.probe(ASTRONAUT)
     analysis = engine.analyse(ASTRONAUT, info)
-    for reference, target in ((neutral[:5], neutral[5:10]), (neutral[10:20], neutral[20:30])):
+    rng = np.random.default_rng(7)
+    for size in (5, 5, 5, 10, 10):
+        order = rng.permutation(len(neutral))
+        reference, target = [neutral[i] for i in order[:size]], [neutral[i] for i in order[size : 2 * size]]
         speech = engine.speech_vector(reference, target, 1.0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             offsets = engine.offsets(analysis, speech)
-        assert not offsets.any()
-        assert any(issubclass(w.category, CmetWarning) and "left out" in str(w.message) for w in caught)
+        assert np.abs(engine.rig.decode(offsets)).max() < 0.01  # no landmark moves by 1% of the eye distance
+        assert any(issubclass(w.category, CmetWarning) and "the edit is" in str(w.message) for w in caught)
     happy = sorted((samples_dir / "emotion2vec_plus_large" / "mead" / "happy").glob("W009_*.npy"))
     speech = engine.speech_vector(neutral[:5], happy, 1.0)
     assert np.abs(engine.offsets(analysis, speech)).max() > 0.3

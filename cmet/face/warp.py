@@ -210,19 +210,25 @@ def _unfold(knots: torch.Tensor, spacing: float) -> torch.Tensor:
 
     A fold would show skin twice or turn it inside out (a strong smile squeezing the cheek against the lip
     corner at strength 2, say). Where the map x → x + offset would squeeze an area below ``MIN_JACOBIAN``, the
-    offsets are damped there and, easing off, around it, a few passes; the rest of the edit keeps its full size.
-    Frames that never fold are returned untouched.
+    offsets there are smoothed (a local blur keeps how far the skin moves but spreads the squeeze over more
+    of it), a few passes; only what smoothing cannot settle is damped. Frames that never fold are returned
+    untouched.
     """
     for _ in range(UNFOLD_PASSES):
         xx, xy, yx, yy = jacobians = _cell_jacobians(knots, spacing)
         if bool(((1 + xx) * (1 + yy) - xy * yx >= MIN_JACOBIAN).all()):
             return knots
-        share = _largest_safe_share(jacobians)
-        damping = F.max_pool2d((1 - share)[:, None], 5, stride=1, padding=2)
-        damping = F.avg_pool2d(F.pad(damping, (1, 1, 1, 1), mode="replicate"), 3, stride=1, padding=1)[:, :, 1:, 1:]
-        knots = knots * (1 - damping.clamp(0, 1))
+        folding = (1 - _largest_safe_share(jacobians) > 0).float()[:, None]
+        region = F.max_pool2d(F.pad(folding, (0, 1, 0, 1), mode="replicate"), 7, stride=1, padding=3)
+        region = F.avg_pool2d(region, 5, stride=1, padding=2, count_include_pad=False)
+        smooth = F.avg_pool2d(knots, 9, stride=1, padding=4, count_include_pad=False)
+        knots = knots * (1 - region) + smooth * region
+    share = _largest_safe_share(_cell_jacobians(knots, spacing))
+    damping = F.max_pool2d((1 - share)[:, None], 5, stride=1, padding=2)
+    damping = F.avg_pool2d(F.pad(damping, (1, 1, 1, 1), mode="replicate"), 3, stride=1, padding=1)[:, :, 1:, 1:]
+    knots = knots * (1 - damping.clamp(0, 1))
     share = _largest_safe_share(_cell_jacobians(knots, spacing)).flatten(1).amin(1)
-    return knots * share[:, None, None, None]  # what local damping could not settle: the frame's edit scaled down
+    return knots * share[:, None, None, None]  # what neither could settle: the frame's edit scaled down
 
 
 def _as_points(points, count: int, device: torch.device) -> torch.Tensor:
