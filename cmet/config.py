@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Runtime data ships inside the package (a wheel and a checkout alike): presets, lite connectors, real-face tables.
+DATA_DIR = PACKAGE_DIR / "data"
+PRESETS_DIR = DATA_DIR / "presets"
+REAL_FACES_DIR = DATA_DIR / "real_faces"
+SHIPPED_LITE_DIR = DATA_DIR / "lite"
+# The source checkout around the package. Nothing at run time reads from it: development tools default to paths in
+# it (training state, example generation), and the official weights to its checkpoints/ when cmet runs from one.
 REPO_ROOT = PACKAGE_DIR.parent
 MODEL_FPS = 25
 SPEECH_RATE = 16000
@@ -26,13 +33,19 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 
 def checkpoints_dir() -> Path:
-    """Where local weights live; ``CMET_CHECKPOINTS`` overrides the repository's ``checkpoints/``."""
-    return Path(os.environ.get("CMET_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+    """Where the official weights are looked for before the hub cache (git-ignored, never in the package):
+    ``CMET_CHECKPOINTS``; else ``checkpoints/`` of the source checkout cmet runs from; else, for an installed
+    cmet, ``checkpoints`` in the cache dir."""
+    if "CMET_CHECKPOINTS" in os.environ:
+        return Path(os.environ["CMET_CHECKPOINTS"])
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "checkpoints"
+    return cache_dir() / "checkpoints"
 
 
 def lite_dir() -> Path:
-    """The lite engine's weights: shipped in ``checkpoints/lite``; ``CMET_LITE`` points at your own trained ones."""
-    return Path(os.environ.get("CMET_LITE", REPO_ROOT / "checkpoints" / "lite"))
+    """The lite engine's connectors: shipped in the package (``cmet/data/lite``); ``CMET_LITE`` points at your own."""
+    return Path(os.environ.get("CMET_LITE", SHIPPED_LITE_DIR))
 
 
 def worker_count() -> int:

@@ -2,7 +2,7 @@
 
 For each video and emotion the edit is rendered, the output is tracked again with FaceMesh, and the change of
 every expression measure (``cmet.face.measures``) is compared with what real faces do (the real-face table in
-``assets/real_faces``). Beside the geometry: an independent expression classifier's probabilities before and
+``cmet/data/real_faces``). Beside the geometry: an independent expression classifier's probabilities before and
 after (``cmet.expression_classifier``), how closely the output's mouth opening follows the input's (lips stay the
 speaker's), the temporal jitter of the edited landmarks against the input's, the PSNR of the background (pixels
 well outside the face must not change) and a before/after contact sheet.
@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 
 from cmet import media
-from cmet.config import REPO_ROOT
+from cmet.config import REAL_FACES_DIR, REPO_ROOT
 from cmet.errors import InputError, MissingWeightsError
 from cmet.face import regions as R
 from cmet.face.landmarks import FaceTrack, track
 from cmet.face.measures import KEY_MEASURES, MEASURES, expression_measures
 from cmet.grid import drawable
 
-REAL_TABLE = REPO_ROOT / "assets" / "real_faces" / "expressions.json"
+REAL_TABLE = REAL_FACES_DIR / "expressions.json"
 DEFAULT_EMOTIONS = ("happy", "sad", "surprised", "angry", "fear", "disgusted")
 RELIABLE_Z = 2.0  # a real mean this many standard errors from zero is a reliable yardstick
 CELL = 224  # contact-sheet cell side in pixels

@@ -1,6 +1,6 @@
 """Named speech semantic vectors shipped with cmet (``target="preset:happy"``).
 
-Presets live in ``assets/presets/<emotion2vec|egemaps>/<name>.npz`` (built by ``python -m cmet presets`` from
+Presets live in ``cmet/data/presets/<emotion2vec|egemaps>/<name>.npz`` (built by ``python -m cmet presets`` from
 the C-MET release's sample pools; only the derived vectors are shipped). They let the offline default
 show basic and extended emotions without any speech model.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from cmet.config import ENCODER_FOLDERS, REPO_ROOT
+from cmet.config import ENCODER_FOLDERS, PRESETS_DIR
 from cmet.errors import InputError
 from cmet.semantic import Preset, load_presets
 
-PRESET_ROOT = REPO_ROOT / "assets" / "presets"
+PRESET_ROOT = PRESETS_DIR
 BASIC_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 PREFIX = "preset:"
 

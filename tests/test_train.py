@@ -27,8 +27,8 @@ from cmet.train.sampler import SamplerConfig
 from cmet.train.trainer import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
-LITE = REPO / "checkpoints" / "lite"
-PRESETS = REPO / "assets" / "presets"
+LITE = REPO / "cmet" / "data" / "lite"
+PRESETS = REPO / "cmet" / "data" / "presets"
 DIM = 1024  # emotion2vec+ size, so generated .npy pools are read by the real encoder
 TINY = TrainConfig(
     steps=30,

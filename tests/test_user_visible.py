@@ -24,7 +24,7 @@ from tests.media_factory import frame_times, make_video, read_stamp, stamp
 from tests.visible import grid_pictures, psnr
 
 CLIP = REPO / "assets" / "examples" / "astronaut_talking.mp4"
-REAL = json.loads((REPO / "assets" / "real_faces" / "expressions.json").read_text())
+REAL = json.loads((REPO / "cmet" / "data" / "real_faces" / "expressions.json").read_text())
 STRENGTHS = (0.0, 0.5, 1.0, 2.0)
 PREVIEW_FRAMES = (10, 60, 110)
 CUT_FRAMES = 30

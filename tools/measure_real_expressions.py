@@ -1,7 +1,7 @@
 """Measure what real faces do per emotion: FaceMesh geometry of labelled photos, emotion minus neutral.
 
-Writes ``assets/real_faces/expressions.json`` (per emotion and measure: mean, standard error, counts) and
-``assets/real_faces/fields.npz`` (the mean canonical displacement of every landmark), which calibrate the lite
+Writes ``cmet/data/real_faces/expressions.json`` (per emotion and measure: mean, standard error, counts) and
+``cmet/data/real_faces/fields.npz`` (the mean canonical displacement of every landmark), which calibrate the lite
 rig's emotion prototypes and are the yardstick of ``cmet eval``. Only these aggregate numbers are committed,
 never the photos.
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path, nargs="?", help="checkout of github.com/muxspace/facial_expressions")
     parser.add_argument("--max-per-class", type=int, default=1200, help="unpaired photos kept per common class")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "real_faces")
+    parser.add_argument("--out", type=Path, default=ROOT / "cmet" / "data" / "real_faces")
     parser.add_argument("--calibrate-only", action="store_true", help="keep the table, redo the rig fit")
     parser.add_argument("--read-back-photos", type=int, default=40, help="neutral photos the rendering is read on")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ the video's own neutral shape (by default its median shape), so identity never l
 Ekman, Friesen & Hager, FACS Investigator's Guide, 2002): happy 6+12; sad 1+4+15; surprise
 1+2+5B+26; fear 1+2+4+5+7+20+26; anger 4+5+7+23 (or 24); disgust 9+15+16 (or 10);
 contempt R12A+R14A (one-sided), written in this rig's units. The shipped ``PROTOTYPES`` and each unit's apex
-are fitted to real faces (``cmet.face.calibration``, ``assets/real_faces/calibration.json``), with the EMFACS
+are fitted to real faces (``cmet.face.calibration``, ``cmet/data/real_faces/calibration.json``), with the EMFACS
 sets as the prior and as the fallback where the photos are too few.
 """
 
@@ -28,7 +28,7 @@ from functools import cache
 
 import numpy as np
 
-from cmet.config import REPO_ROOT
+from cmet.config import REAL_FACES_DIR
 from cmet.errors import InputError
 from cmet.face import regions as R
 from cmet.face.calibration import Calibration
@@ -201,7 +201,7 @@ EMFACS_PROTOTYPES: dict[str, dict[str, float]] = {
     "sad": {"AU1": 1.0, "AU4": 0.6, "AU15": 1.0},
     "surprised": {"AU1": 1.0, "AU2": 1.0, "AU5": 0.5, "AU26": 1.0},
 }
-CALIBRATION_FILE = REPO_ROOT / "assets" / "real_faces" / "calibration.json"
+CALIBRATION_FILE = REAL_FACES_DIR / "calibration.json"
 
 
 @cache

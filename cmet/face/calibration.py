@@ -1,6 +1,6 @@
 """Fit the lite rig to real faces: emotion prototypes and action-unit apexes from the real-face table.
 
-For each emotion the real-face table (``assets/real_faces``, measured by ``tools/measure_real_expressions.py``)
+For each emotion the real-face table (``cmet/data/real_faces``, measured by ``tools/measure_real_expressions.py``)
 gives the change of every expression measure against neutral and the mean displacement of every landmark.
 The prototype is the non-negative mix of the rig's action units whose measures match the targets (each
 weighted by its uncertainty) while its landmark field stays close to the real one. A measure's target is the

@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, help="optimiser steps per training (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="examples per step over all processes")
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--out", type=Path, help="checkpoint folder (default checkpoints/lite/<speech>)")
+    train.add_argument("--out", type=Path, help="checkpoint folder (default cmet/data/lite/<speech>)")
     train.add_argument("--state", type=Path, help="resumable training state folder (default outputs/train/<speech>)")
     train.add_argument("--resume", action="store_true", help="continue from the saved state in --state")
     train.add_argument("--no-eval", action="store_true", help="skip the leave-one-speaker-out report")
@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Speech semantic vectors of the MEAD emotions and the extended TTS ones vs the MEAD neutral pool.",
     )
     presets.add_argument("--data", type=Path, help="cmet-samples folder (default ../shared/data/cmet-samples)")
-    presets.add_argument("--out", type=Path, help="presets folder (default assets/presets)")
+    presets.add_argument("--out", type=Path, help="presets folder (default cmet/data/presets)")
     presets.add_argument(
         "--speech", nargs="+", choices=list(SPEECH_CHOICES), default=list(SPEECH_CHOICES), help="encoder spaces"
     )

@@ -73,7 +73,7 @@ def model_card(meta: dict) -> str:
         "## Data",
         f"- Speech: `{data['root']}` ({data['source']}); speakers {speakers}; clips per emotion: {clips}.",
         "- Visual targets: the rig's emotion prototypes (`cmet.face.au_rig.PROTOTYPES`), fitted to real faces "
-        "(`assets/real_faces/`); no video was used.",
+        "(`cmet/data/real_faces/`); no video was used.",
         "- Training pairs: all ordered emotion pairs, speech vector = mean of a random subset of target clips − "
         "mean of a random subset of source clips (the release's sampler), intensity "
         f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors; "

@@ -1,6 +1,6 @@
 """Build the shipped emotion presets: speech semantic vectors of each emotion pool vs the MEAD neutral pool.
 
-Only these derived vectors are committed (``assets/presets/<emotion2vec|egemaps>/<name>.npz``), never the clips or their
+Only these derived vectors are committed (``cmet/data/presets/<encoder>/<name>.npz``), never the clips or their
 per-clip embeddings. The MEAD emotions use every clip of the three sample speakers; the extended emotions
 (synthesised speech) are measured against the same MEAD neutral pool, as the official inference does.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmet.config import ENCODER_FOLDERS, REPO_ROOT
+from cmet.config import ENCODER_FOLDERS, PRESETS_DIR
 from cmet.semantic import Preset
 from cmet.speech import get_encoder
 from cmet.train.data import EMOTION2VEC, MEAD_EMOTIONS, NEUTRAL, index_clips, load_pools, sample_roots
@@ -22,7 +22,7 @@ RELEASE = "C-MET release (github.com/ChanHyeok-Choi/C-MET, Apache-2.0), folder a
 
 def presets_dir() -> Path:
     """Where the committed presets live; one sub-folder per speech encoder."""
-    return REPO_ROOT / "assets" / "presets"
+    return PRESETS_DIR
 
 
 def _sources(encoder: str) -> tuple[str, str]:
