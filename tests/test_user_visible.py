@@ -29,7 +29,9 @@ STRENGTHS = (0.0, 0.5, 1.0, 2.0)
 PREVIEW_FRAMES = (10, 60, 110)
 CUT_FRAMES = 30
 RE_ENCODE_DB = 45.0  # strength 0 against the input re-encoded by the same writer
-VISIBLE_SHARE = 0.25  # at strength 1 a key measure shows at least this share of the real faces' mean change
+# At strength 1 a key measure shows at least this share of the real faces' mean change: half where the table pairs
+# each person's own neutral and emotional photos, a quarter where it rests on a few unpaired photos (fear, disgust).
+VISIBLE_SHARE = {"same person": 0.5, "all photos": 0.25}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,8 @@ def test_every_preset_moves_its_key_measures_like_real_faces(editor, emotion, na
     signed = [sign * c for c in changes]
     assert abs(signed[0]) <= 0.003, (emotion, name, changes)
     assert signed[0] < signed[1] < signed[2] < signed[3], (emotion, name, changes)
-    assert signed[2] >= VISIBLE_SHARE * abs(REAL[emotion]["measures"][name]["mean"]), (emotion, name, changes)
+    share = VISIBLE_SHARE[REAL[emotion]["method"]]
+    assert signed[2] >= share * abs(REAL[emotion]["measures"][name]["mean"]), (emotion, name, changes)
 
 
 def test_every_emotion_has_a_reliable_key_measure():
