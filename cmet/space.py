@@ -70,6 +70,7 @@ class OfficialFetch:
     def _run(self, hand_over: Callable[[EmotionEditor], None]) -> None:
         from cmet.download import fetch_official
 
+        failed = "The official engine could not be set up (the server log says why); the lite engine serves."
         try:
             outcomes = fetch_official(self.into_checkpoints, self.log)
             for outcome in outcomes:
@@ -79,9 +80,10 @@ class OfficialFetch:
                 raise CmetError(f"the official engine could not start ({editor.engine_reason})")
             hand_over(editor)
             self.log(f"engine: official on {editor.device}, now serving")
-            self.note = ""
-        except CmetError as exc:
+            failed = ""
+        except CmetError as exc:  # anything else is a bug: the thread's traceback goes to the log
             self.log(f"error: {exc}")
-            self.note = f"The official engine's weights could not be fetched ({exc}); the lite engine serves."
+            failed = f"The official engine could not be set up ({exc}); the lite engine serves."
         finally:
+            self.note = failed
             self.done.set()

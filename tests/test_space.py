@@ -103,3 +103,55 @@ def test_space_fetches_the_official_weights_and_switches(hub_files, tmp_path):
         assert "weights 1/4" not in again.log_text()
     finally:
         assert again.stop() == 0, again.log_text()
+
+
+class _Editor:
+    """Stands in for a loaded editor: only what the fetch reads."""
+
+    engine_name, device, engine_reason = "official", "cpu", "requested"
+
+
+def _fetch_without_network(monkeypatch, load):
+    from cmet import download
+    from cmet.space import OfficialFetch
+
+    monkeypatch.setattr(download, "fetch_official", lambda into, log: [])
+    lines: list[str] = []
+    return OfficialFetch(load, into_checkpoints=False, log=lines.append), lines
+
+
+def test_fetch_hands_over_the_official_editor_and_clears_its_note(monkeypatch):
+    fetch, lines = _fetch_without_network(monkeypatch, _Editor)
+    handed: list = []
+    fetch.start(handed.append).join(10)
+    assert fetch.done.is_set() and len(handed) == 1 and fetch.note == ""
+    assert lines[-1] == "engine: official on cpu, now serving"
+
+
+def test_a_failed_fetch_says_why_in_the_header_and_hands_nothing_over(monkeypatch, tmp_path):
+    from cmet.errors import MissingWeightsError
+
+    def load():
+        raise MissingWeightsError("EDTalk.pt", tmp_path)
+
+    fetch, lines = _fetch_without_network(monkeypatch, load)
+    handed: list = []
+    thread = fetch.start(handed.append)
+    thread.join(10)
+    assert fetch.done.is_set() and not handed
+    assert "could not be set up" in fetch.note and "EDTalk.pt" in fetch.note and "lite engine serves" in fetch.note
+    assert lines[-1].startswith("error: Missing weights: EDTalk.pt")
+
+
+def test_persistent_storage_only_on_a_space_with_storage(monkeypatch, tmp_path):
+    from cmet.space import persistent_checkpoints, use_persistent_storage
+
+    monkeypatch.setenv("CMET_CHECKPOINTS", "")  # recorded, so the value the test leaves is undone
+    monkeypatch.delenv("CMET_CHECKPOINTS")
+    monkeypatch.setenv("CMET_SPACE_STORAGE", str(tmp_path))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert persistent_checkpoints() is None and not use_persistent_storage()
+    monkeypatch.setenv("SPACE_ID", "someone/cmet")
+    assert use_persistent_storage() and os.environ["CMET_CHECKPOINTS"] == str(tmp_path / "cmet" / "checkpoints")
+    monkeypatch.setenv("CMET_SPACE_STORAGE", str(tmp_path / "absent"))
+    assert persistent_checkpoints() is None
