@@ -127,8 +127,19 @@ def _classify(frames: list[np.ndarray], emotion: str) -> float:
     return float(np.nanmean(classify(frames)[:, LABELS.index(emotion)]))
 
 
-def _cell(image: np.ndarray, label: str) -> np.ndarray:
-    cell = cv2.resize(image, (CELL, CELL), interpolation=cv2.INTER_AREA)
+def _face_box(face: FaceTrack, index: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A square round the face of frame ``index`` (its landmarks' box grown by half), inside the picture."""
+    points = face.landmarks[index, :, :2]
+    centre = 0.5 * (points.min(0) + points.max(0))
+    side = int(min(1.5 * float((points.max(0) - points.min(0)).max()), *shape))
+    x0 = int(np.clip(centre[0] - side / 2, 0, shape[1] - side))
+    y0 = int(np.clip(centre[1] - side / 2, 0, shape[0] - side))
+    return x0, y0, side, side
+
+
+def _cell(image: np.ndarray, label: str, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    cell = cv2.resize(np.ascontiguousarray(image[y : y + h, x : x + w]), (CELL, CELL), interpolation=cv2.INTER_AREA)
     cv2.rectangle(cell, (0, 0), (CELL, 20), (30, 30, 30), -1)
     cv2.putText(cell, drawable(label, CELL - 8), (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
     return cell
@@ -162,7 +173,8 @@ def evaluate(
             sample = np.unique(np.linspace(0, len(source) - 1, options.classified_frames).round().astype(int))
             source_frames = _frames_at(video, np.union1d(sample, [show]))
             by_index = dict(zip(np.union1d(sample, [show]).tolist(), source_frames))
-            row = [_cell(by_index[show], f"{video.stem[:18]}: input")]
+            box = _face_box(source, show, by_index[show].shape[:2])
+            row = [_cell(by_index[show], f"{video.stem[:18]}: input", box)]
             still = Path(tmp) / f"{video.stem}_unedited.mp4"  # strength 0: the same decode and encode, no edit
             editor.edit(video, None, "preset:neutral", 0.0, still)
             unedited = dict(zip(by_index, _frames_at(still, np.array(list(by_index)))))
@@ -185,7 +197,7 @@ def evaluate(
                         tmp,
                     )
                     results.append(result)
-                    row.append(_cell(picture, f"{emotion} x{strength:g}"))
+                    row.append(_cell(picture, f"{emotion} x{strength:g}", box))
             rows.append(row)
     width = max(len(r) for r in rows)
     sheet = np.concatenate([np.concatenate(r + [np.zeros_like(r[0])] * (width - len(r)), axis=1) for r in rows], axis=0)
