@@ -13,7 +13,7 @@ Differences from the release on purpose: lips come from the video's own frames b
 ``strength`` sets the speech vector's sign and scales the predicted offset (1 is the release's behaviour,
 0 re-renders the original expression; see ``cmet.speech_vector``).
 
-torch, OpenCV and the networks are imported only after every weight file has been found, so a missing
+torch and the networks are imported only after every weight file has been found, so a missing
 download is reported within a fraction of a second instead of after the multi-second torch import.
 """
 
