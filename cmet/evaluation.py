@@ -278,6 +278,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     videos = args.videos or sorted((REPO_ROOT / "assets" / "examples").glob("*.mp4"))
+    if not videos:
+        raise InputError("Give the talking-face videos to evaluate (the examples are in a checkout's assets/examples).")
     options = EvalOptions(tuple(args.emotions), tuple(args.strength), args.pools, args.speaker)
     results = evaluate(videos, args.output, options, log=lambda line: print(line, file=sys.stderr))
     print(markdown(results))
