@@ -108,7 +108,9 @@ class LiteEngine(Engine[Analysis]):
         noise = float(meta.get("speech_noise", 0.0))
         if speech.within is not None:  # the given clips' own spread, when it is the larger
             noise = max(noise, float(np.sqrt((speech.within / scale**2).sum())))
-        weight = emotion_weight(scaled, noise, speech.n_reference, speech.n_target)
+        # The SNR thresholds were measured in emotion2vec+ space; eGeMAPS (prosody, already flagged approximate)
+        # spreads so much between takes that clearly different voices score below them, so it is not weighed.
+        weight = emotion_weight(scaled, noise, speech.n_reference, speech.n_target) if speech.encoder == E2V else 1.0
         if weight < 1.0 and speech.gain > 0 and upto is None:
             warnings.warn(
                 "The target speech differs from the reference about as much as clips of one emotion differ among "
