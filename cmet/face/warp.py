@@ -214,15 +214,32 @@ def _unfold(knots: torch.Tensor, spacing: float) -> torch.Tensor:
     of it), a few passes; only what smoothing cannot settle is damped. Frames that never fold are returned
     untouched.
     """
+    xx, xy, yx, yy = _cell_jacobians(knots, spacing)
+    folds = ((1 + xx) * (1 + yy) - xy * yx < MIN_JACOBIAN).flatten(1).any(1)
+    if not bool(folds.any()):
+        return knots
+    knots = knots.clone()
+    knots[folds] = _unfold_frames(knots[folds], spacing)  # only the frames that fold pay for it
+    return knots
+
+
+def _unfold_frames(knots: torch.Tensor, spacing: float) -> torch.Tensor:
+    """``_unfold`` for frames known to fold: smooth where they do, a few passes, then damp what is left."""
     for _ in range(UNFOLD_PASSES):
-        xx, xy, yx, yy = jacobians = _cell_jacobians(knots, spacing)
-        if bool(((1 + xx) * (1 + yy) - xy * yx >= MIN_JACOBIAN).all()):
+        xx, xy, yx, yy = _cell_jacobians(knots, spacing)
+        folding = ((1 + xx) * (1 + yy) - xy * yx < MIN_JACOBIAN)[:, None]
+        if not bool(folding.any()):
             return knots
-        folding = (1 - _largest_safe_share(jacobians) > 0).float()[:, None]
-        region = F.max_pool2d(F.pad(folding, (0, 1, 0, 1), mode="replicate"), 7, stride=1, padding=3)
+        region = F.max_pool2d(F.pad(folding.float(), (0, 1, 0, 1), mode="replicate"), 7, stride=1, padding=3)
         region = F.avg_pool2d(region, 5, stride=1, padding=2, count_include_pad=False)
-        smooth = F.avg_pool2d(knots, 9, stride=1, padding=4, count_include_pad=False)
-        knots = knots * (1 - region) + smooth * region
+        rows, cols = torch.nonzero(region.amax((0, 1)) > 0, as_tuple=True)  # smooth only the box that folds
+        top, bottom = max(int(rows.min()) - 4, 0), int(rows.max()) + 5
+        left, right = max(int(cols.min()) - 4, 0), int(cols.max()) + 5
+        window = knots[..., top:bottom, left:right]
+        smooth = F.avg_pool2d(window, 9, stride=1, padding=4, count_include_pad=False)
+        weight = region[..., top:bottom, left:right]
+        knots = knots.clone()
+        knots[..., top:bottom, left:right] = window * (1 - weight) + smooth * weight
     share = _largest_safe_share(_cell_jacobians(knots, spacing))
     damping = F.max_pool2d((1 - share)[:, None], 5, stride=1, padding=2)
     damping = F.avg_pool2d(F.pad(damping, (1, 1, 1, 1), mode="replicate"), 3, stride=1, padding=1)[:, :, 1:, 1:]
