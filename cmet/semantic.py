@@ -50,14 +50,15 @@ SNR_NONE = 2.0
 SNR_FULL = 2.6
 
 
-def within_spread(reference: np.ndarray, target: np.ndarray) -> np.ndarray | None:
-    """Per-feature variance of single clips about their own pool's mean, pooled over both pools (None with two
-    clips or fewer in all: nothing to measure it from)."""
-    ref, tgt = np.asarray(reference, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    dof = len(ref) + len(tgt) - 2
+def within_spread(*pools: np.ndarray) -> np.ndarray | None:
+    """Per-feature variance of single clips about their own pool's mean, pooled over ``pools`` ``[n_i, D]`` (None
+    with no more clips than pools: nothing to measure it from). The engine pools the reference and target clips;
+    training pools every (speaker, emotion) pool."""
+    arrays = [np.asarray(pool, dtype=np.float64) for pool in pools]
+    dof = sum(len(x) for x in arrays) - len(arrays)
     if dof <= 0:
         return None
-    return (((ref - ref.mean(0)) ** 2).sum(0) + ((tgt - tgt.mean(0)) ** 2).sum(0)) / dof
+    return sum(((x - x.mean(0)) ** 2).sum(0) for x in arrays) / dof
 
 
 def emotion_weight(vector: np.ndarray, noise: float, n_reference: int, n_target: int) -> float:

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from cmet.connector import Connector, ConnectorConfig, one_thread
 from cmet.errors import InputError
 from cmet.losses import LAMBDA_CNT, LAMBDA_DIR, total_loss
+from cmet.semantic import within_spread
 from cmet.train.data import SpeechPools
 from cmet.train.sampler import PairSampler, SamplerConfig
 
@@ -132,13 +133,8 @@ def clip_spread(pools: SpeechPools, scale: np.ndarray) -> float:
     Two disjoint sets of a and b clips of one pool differ by this times √(1/a + 1/b) on average: the yardstick
     the engine uses to tell an emotion from clip-to-clip spread (``cmet.semantic.emotion_weight``).
     """
-    total, count = 0.0, 0
-    for clips in pools.pools.values():
-        if len(clips) > 1:
-            x = clips.astype(np.float64) / scale
-            total += float(((x - x.mean(axis=0)) ** 2).sum())
-            count += len(x) - 1
-    return float(np.sqrt(total / count)) if count else 0.0
+    variance = within_spread(*(clips / scale for clips in pools.pools.values()))
+    return float(np.sqrt(variance.sum())) if variance is not None else 0.0
 
 
 def _world() -> tuple[int, int]:
