@@ -119,14 +119,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def _classify(frames: list[np.ndarray], emotion: str) -> float:
-    from cmet.expression_classifier import LABELS, classify
-
-    if emotion not in LABELS:
-        return float("nan")
-    return float(np.nanmean(classify(frames)[:, LABELS.index(emotion)]))
-
-
 def _face_box(face: FaceTrack, index: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """A square round the face of frame ``index`` (its landmarks' box grown by half), inside the picture."""
     points = face.landmarks[index, :, :2]
@@ -167,37 +159,14 @@ def evaluate(
     rows: list[list[np.ndarray]] = []
     with tempfile.TemporaryDirectory(prefix="cmet-eval-") as tmp:
         for video in map(Path, videos):
-            source = track(video)
-            before = _measure_track(source)
-            show = int(np.nanargmin(np.abs(before["mouth_open"] - np.nanpercentile(before["mouth_open"], 30))))
-            sample = np.unique(np.linspace(0, len(source) - 1, options.classified_frames).round().astype(int))
-            source_frames = _frames_at(video, np.union1d(sample, [show]))
-            by_index = dict(zip(np.union1d(sample, [show]).tolist(), source_frames))
-            box = _face_box(source, show, by_index[show].shape[:2])
-            row = [_cell(by_index[show], f"{video.stem[:18]}: input", box)]
-            still = Path(tmp) / f"{video.stem}_unedited.mp4"  # strength 0: the same decode and encode, no edit
-            editor.edit(video, None, "preset:neutral", 0.0, still)
-            unedited = dict(zip(by_index, _frames_at(still, np.array(list(by_index)))))
+            clip = _measure_input(editor, video, options.classified_frames, Path(tmp))
+            row = [_cell(clip.frames[clip.show], f"{video.stem[:18]}: input", clip.box)]
             for emotion in options.emotions:
                 for strength in options.strengths:
                     log(f"{video.name}: {emotion} at strength {strength:g}")
-                    result, picture = _one(
-                        editor,
-                        video,
-                        emotion,
-                        strength,
-                        options,
-                        table,
-                        source,
-                        before,
-                        by_index,
-                        unedited,
-                        sample,
-                        show,
-                        tmp,
-                    )
+                    result, picture = _one(editor, clip, emotion, strength, options, table, Path(tmp))
                     results.append(result)
-                    row.append(_cell(picture, f"{emotion} x{strength:g}", box))
+                    row.append(_cell(picture, f"{emotion} x{strength:g}", clip.box))
             rows.append(row)
     width = max(len(r) for r in rows)
     sheet = np.concatenate([np.concatenate(r + [np.zeros_like(r[0])] * (width - len(r)), axis=1) for r in rows], axis=0)
@@ -207,20 +176,69 @@ def evaluate(
     return results
 
 
-def _one(editor, video, emotion, strength, options, table, source, before, by_index, unedited, sample, show, tmp):
+@dataclass
+class _Input:
+    """What every edit of one input clip is compared with, measured once."""
+
+    video: Path
+    track: FaceTrack
+    measures: dict[str, np.ndarray]  # per frame
+    sample: list[int]  # frames shown to the classifier and checked for background change
+    show: int  # the contact sheet's frame: a mostly closed mouth
+    frames: dict[int, np.ndarray]  # the input's sample and shown frames
+    unedited: dict[int, np.ndarray]  # the same frames of a strength-0 render (same decode and encode)
+    masks: list[np.ndarray]  # background of each sample frame
+    box: tuple[int, int, int, int]
+    jitter: float
+    probabilities: np.ndarray | None  # classifier on the sample frames; None without its weights
+
+
+def _measure_input(editor, video: Path, classified: int, tmp: Path) -> _Input:
+    source = track(video)
+    measures = _measure_track(source)
+    mouth = measures["mouth_open"]
+    show = int(np.nanargmin(np.abs(mouth - np.nanpercentile(mouth, 30))))
+    sample = np.unique(np.linspace(0, len(source) - 1, classified).round().astype(int)).tolist()
+    indices = np.union1d(sample, [show])
+    frames = dict(zip(indices.tolist(), _frames_at(video, indices)))
+    still = tmp / f"{video.stem}_unedited.mp4"
+    editor.edit(video, None, "preset:neutral", 0.0, still)
+    unedited = dict(zip(indices.tolist(), _frames_at(still, indices)))
+    try:
+        from cmet.expression_classifier import classify
+
+        probabilities = classify([frames[i] for i in sample])
+    except MissingWeightsError:
+        probabilities = None
+    return _Input(
+        video,
+        source,
+        measures,
+        sample,
+        show,
+        frames,
+        unedited,
+        [_background_mask(source, i, frames[i].shape[:2]) for i in sample],
+        _face_box(source, show, frames[show].shape[:2]),
+        _jitter(source),
+        probabilities,
+    )
+
+
+def _one(editor, clip: _Input, emotion: str, strength: float, options: EvalOptions, table: dict, tmp: Path):
     """Render one edit and measure it; returns the result and the edited contact-sheet frame."""
     if options.pools is not None:
         reference, target = speaker_pools(Path(options.pools), options.speaker, emotion)
     else:
         reference, target = None, f"preset:{emotion}"
-    edited = Path(tmp) / f"{video.stem}_{emotion}_{strength:g}.mp4"
-    editor.edit(video, reference, target, strength, edited)
+    edited = tmp / f"{clip.video.stem}_{emotion}_{strength:g}.mp4"
+    editor.edit(clip.video, reference, target, strength, edited)
     output = track(edited, min_valid_fraction=0.0)
-    after = _measure_track(output)
+    before, after = clip.measures, _measure_track(output)
     change = {k: float(np.nanmean(after[k] - before[k])) for k in MEASURES}
     real_entry = table.get(emotion, {}).get("measures", {})
     real = {k: float(v["mean"]) for k, v in real_entry.items()}
-    result = EmotionResult(str(video), emotion, strength, change, real)
+    result = EmotionResult(str(clip.video), emotion, strength, change, real)
     for name in KEY_MEASURES.get(emotion, ()):
         if name in real and real[name]:
             result.key[name] = change[name] / (strength * real[name]) if strength else float("nan")
@@ -229,19 +247,20 @@ def _one(editor, video, emotion, strength, options, table, source, before, by_in
     valid = np.isfinite(before["mouth_open"]) & np.isfinite(after["mouth_open"])
     if valid.sum() > 2 and np.std(before["mouth_open"][valid]) > 0:
         result.lip_correlation = float(np.corrcoef(before["mouth_open"][valid], after["mouth_open"][valid])[0, 1])
-    result.jitter_ratio = _jitter(output) / max(_jitter(source), 1e-9)
-    edited_frames = dict(zip(by_index, _frames_at(edited, np.array(list(by_index)))))
-    try:
-        result.classifier_before = _classify([by_index[i] for i in sample], emotion)
-        result.classifier_after = _classify([edited_frames[i] for i in sample], emotion)
-    except MissingWeightsError:
-        pass
-    masks = [_background_mask(source, i, by_index[i].shape[:2]) for i in sample]
+    result.jitter_ratio = _jitter(output) / max(clip.jitter, 1e-9)
+    edited_frames = dict(zip(clip.frames, _frames_at(edited, np.array(list(clip.frames)))))
+    if clip.probabilities is not None:
+        from cmet.expression_classifier import LABELS, classify
+
+        if emotion in LABELS:
+            column = LABELS.index(emotion)
+            result.classifier_before = float(np.nanmean(clip.probabilities[:, column]))
+            result.classifier_after = float(np.nanmean(classify([edited_frames[i] for i in clip.sample])[:, column]))
     result.background_psnr = _psnr(
-        np.concatenate([unedited[i][m] for i, m in zip(sample, masks)]),
-        np.concatenate([edited_frames[i][m] for i, m in zip(sample, masks)]),
+        np.concatenate([clip.unedited[i][m] for i, m in zip(clip.sample, clip.masks)]),
+        np.concatenate([edited_frames[i][m] for i, m in zip(clip.sample, clip.masks)]),
     )
-    return result, edited_frames[show]
+    return result, edited_frames[clip.show]
 
 
 def markdown(results: list[EmotionResult]) -> str:
