@@ -261,3 +261,14 @@ def test_a_hidden_person_is_not_replaced_by_another():
         result = track(frames, smooth=False)
     assert not result.valid[8:16].any() and result.valid[:8].all() and result.valid[16:].all()
     assert (result.landmarks[result.valid, :, 0] < 240).all()
+
+
+def test_a_small_face_in_an_hd_frame_is_found_on_every_frame(tmp_path):
+    """A face about 200 px wide in a 1080p frame is a few pixels on FaceMesh's whole-frame detector view: before
+    faces were read from a window around them, a tracking thread starting mid-clip lost it for 17 frames."""
+    from cmet.bench import make_input
+
+    clip = make_input(tmp_path, 4.2, (1920, 1080))
+    one, two = track(clip), track(clip, workers=2)
+    assert one.detected.all() and two.detected.all()
+    assert np.median(np.linalg.norm(two.landmarks[..., :2] - one.landmarks[..., :2], axis=-1)) < 0.5

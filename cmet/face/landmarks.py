@@ -42,6 +42,10 @@ POLYORDER = 2
 SMOOTH_CHUNK = 1000  # frames
 FORMAT_VERSION = 1
 MIN_SEGMENT = 50  # frames: shorter stretches are not worth a second decoder and a fresh detection
+WINDOW = 3.0  # a followed face is read from a square this many times its size…
+WINDOW_SHARE = 0.25  # …when that square is smaller than this share of the frame (small faces in HD frames)
+RECENTRE = 1 / 6  # the window moves when the face's centre is this share of its side off the window's centre
+SEARCH_EVERY = 5  # frames between searches of a frame's parts while no face is found in the whole frame
 
 _local = threading.local()
 _executor: ThreadPoolExecutor | None = None
@@ -230,8 +234,8 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[list[list[np.ndarr
     # FaceMesh runs its face detector on every frame while it tracks fewer faces than it may, so tracking
     # one face at a time is ~30% cheaper. A look for other faces every SAMPLE_EVERY frames switches to
     # following up to MAX_FACES once a second face shows up (``identity`` then keeps one person).
-    mesh = _face_mesh(1)
-    following_one = True
+    follower = _Follower(_face_mesh(1))
+    mesh = None
     rows: list[list[np.ndarray]] = []
     size: tuple[int, int] | None = None
     for index, frame in enumerate(frames):
@@ -245,14 +249,99 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[list[list[np.ndarr
                 "pass frames of one size."
             )
         with quiet.hidden():
-            if following_one and index % SAMPLE_EVERY == 0:
+            if mesh is None and index % SAMPLE_EVERY == 0:
                 if len(_face_mesh(MAX_FACES, static=True).process(frame).multi_face_landmarks or []) > 1:
-                    mesh, following_one = _face_mesh(MAX_FACES), False
-            faces = mesh.process(frame).multi_face_landmarks or []
-        rows.append(_pixels(faces, width, height))
+                    mesh = _face_mesh(MAX_FACES)
+            if mesh is None:
+                rows.append(follower.find(frame))
+            else:
+                rows.append(_pixels(mesh.process(frame).multi_face_landmarks or [], width, height))
     if size is None:
         raise InputError(f"{name[0].upper()}{name[1:]} has no frames; pass a video with at least one frame.")
     return rows, size
+
+
+class _Follower:
+    """Follows one face, reading it from a window around where it was when the face is small in the frame.
+
+    FaceMesh looks for a face on a 128² copy of the whole frame, so a face that fills a small part of an HD
+    frame (a few pixels there) is missed on some frames and found on others; read from a window three times
+    its size it fills a third of the detector's view, and only the window's pixels are copied into MediaPipe.
+    The window stays put while the face stays near its centre (the video-mode tracker then follows from
+    frame to frame); when it moves, the tracker restarts in the new window. A frame where the window holds
+    no face is read whole, and while the whole frame shows none, its four overlapping two-thirds are
+    searched every :data:`SEARCH_EVERY` frames.
+    """
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+        self.window: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1
+        self.misses = 0
+
+    def find(self, frame: np.ndarray) -> list[np.ndarray]:
+        """This frame's face (pixel landmarks ``[478, 3]``), as a list of one, or an empty list."""
+        if self.window is not None:
+            faces = self._read(frame, self.window, self.mesh)
+            if faces:
+                self._place(faces[0], frame.shape, self.window)
+                return faces
+            self.window = None
+            self.mesh.reset()
+        height, width = frame.shape[:2]
+        faces = self._read(frame, (0, 0, width, height), self.mesh)
+        if not faces and self.misses % SEARCH_EVERY == 0:
+            faces = self._search(frame)
+        self.misses = 0 if faces else self.misses + 1
+        if faces:
+            self._place(faces[0], frame.shape, None)
+        return faces
+
+    @staticmethod
+    def _read(frame: np.ndarray, box: tuple[int, int, int, int], mesh) -> list[np.ndarray]:
+        x0, y0, x1, y1 = box
+        part = frame if (x1 - x0, y1 - y0) == frame.shape[1::-1] else np.ascontiguousarray(frame[y0:y1, x0:x1])
+        faces = _pixels(mesh.process(part).multi_face_landmarks or [], x1 - x0, y1 - y0)
+        return [face + np.array([x0, y0, 0], np.float32) for face in faces[:1]]
+
+    def _search(self, frame: np.ndarray) -> list[np.ndarray]:
+        """The largest face in any of the frame's four overlapping two-thirds (each holds any face smaller than a
+        third of the frame whole)."""
+        height, width = frame.shape[:2]
+        part_w, part_h = 2 * width // 3, 2 * height // 3
+        static = _face_mesh(MAX_FACES, static=True)
+        found = [
+            face
+            for x0 in (0, width - part_w)
+            for y0 in (0, height - part_h)
+            for face in self._read(frame, (x0, y0, x0 + part_w, y0 + part_h), static)
+        ]
+        return [max(found, key=_area)] if found else []
+
+    def _place(self, face: np.ndarray, shape: tuple[int, ...], current: tuple[int, int, int, int] | None) -> None:
+        """Keep, move or drop the window for ``face``; the tracker restarts whenever what it reads changes."""
+        height, width = shape[:2]
+        lo, hi = face[:, :2].min(0), face[:, :2].max(0)
+        side = min(WINDOW * float((hi - lo).max()), width, height)
+        if side * side > WINDOW_SHARE * width * height:
+            if current is not None:
+                self.window = None
+                self.mesh.reset()
+            return
+        centre = (lo + hi) / 2
+        if current is not None:
+            middle = np.array([(current[0] + current[2]) / 2, (current[1] + current[3]) / 2])
+            near = np.abs(centre - middle).max() < RECENTRE * (current[2] - current[0])
+            if near and 0.8 < side / (current[2] - current[0]) < 1.25:
+                return
+        size = int(round(side))
+        x0 = int(np.clip(round(centre[0] - side / 2), 0, width - size))
+        y0 = int(np.clip(round(centre[1] - side / 2), 0, height - size))
+        self.window = (x0, y0, x0 + size, y0 + size)
+        self.mesh.reset()
+
+
+def _area(face: np.ndarray) -> float:
+    return float(np.prod(face[:, :2].max(0) - face[:, :2].min(0)))
 
 
 def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int, int]]:
@@ -326,9 +415,7 @@ def _pixels(faces: list, width: int, height: int) -> list[np.ndarray]:
 
 def _largest(faces: list, width: int, height: int) -> np.ndarray:
     """Pixel landmarks of the face whose landmark box has the largest area."""
-    candidates = _pixels(faces, width, height)
-    areas = [np.prod(c[:, :2].max(0) - c[:, :2].min(0)) for c in candidates]
-    return candidates[int(np.argmax(areas))]
+    return max(_pixels(faces, width, height), key=_area)
 
 
 def image_landmarks(image: np.ndarray) -> np.ndarray | None:
