@@ -192,7 +192,9 @@ class EmotionEditor:
         workers = self.runtime.workers if self.engine.parallel_render else 1
         started = time.perf_counter()
         done = 0
-        with media.VideoWriter(out, info.fps, audio_source=video, preset=self.runtime.x264_preset, like=info) as writer:
+        with media.VideoWriter(
+            out, info.fps, audio_source=video, crf=self.runtime.x264_crf, preset=self.runtime.x264_preset, like=info
+        ) as writer:
             sink = BackgroundSink(lambda frames: [writer.write(image) for image in frames])
             results = ordered_map(render, decoded(), workers)
             while True:

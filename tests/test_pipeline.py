@@ -77,6 +77,19 @@ def test_runtime_settings_are_checked():
         RuntimeConfig(workers=0)
     with pytest.raises(InputError, match="x264 preset"):
         RuntimeConfig(x264_preset="lightning")
+    with pytest.raises(InputError, match="CRF"):
+        RuntimeConfig(x264_crf=60)
+
+
+def test_output_quality_follows_the_crf(editor, tmp_path):
+    """`cmet eval` renders near-lossless so x264's noise is not counted as an edit; users get CRF 18."""
+    unedited = _frames(CLIP)[:25]
+    errors = {}
+    for crf in (2, 30):
+        runner = EmotionEditor(editor.engine, runtime=RuntimeConfig(x264_crf=crf))
+        out = runner.edit(CLIP, None, "preset:neutral", 1.0, tmp_path / f"{crf}.mp4").path
+        errors[crf] = np.abs(_frames(out)[:25].astype(int) - unedited).mean()
+    assert errors[2] < 0.5 * errors[30]
 
 
 def test_large_frames_come_in_smaller_batches():
