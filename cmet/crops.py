@@ -16,7 +16,6 @@ from cmet import media
 from cmet.config import cache_dir, worker_count
 from cmet.containers import container_for
 from cmet.errors import InputError
-from cmet.streaming import batched
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BATCH = 32  # frames cropped at once: 32 × 256² × 3 bytes of crops, plus the source frames
@@ -36,11 +35,11 @@ def crop_video(video: str | Path, out: str | Path) -> int:
     transforms = box_transforms(face.transforms)
     written = 0
     with media.VideoWriter(out, info.fps, audio_source=video) as writer:
-        for start, batch in batched(media.iter_frames(video), BATCH):
-            rows = np.minimum(np.arange(start, start + len(batch)), len(transforms) - 1)
+        for batch in media.iter_batches(video, BATCH):
+            rows = np.minimum(np.arange(written, written + len(batch)), len(transforms) - 1)
             for frame in crop(batch, transforms[rows]):
                 writer.write(frame)
-            written = start + len(batch)
+            written += len(batch)
     return written
 
 

@@ -389,7 +389,15 @@ def _framecrc_times(text: str) -> np.ndarray:
 def iter_frames(
     path: str | Path, fps: float | None = None, start: int = 0, count: int | None = None
 ) -> Iterator[np.ndarray]:
-    """Stream RGB uint8 frames (H×W×3, as displayed); ``fps`` resamples with ffmpeg's fps filter.
+    """Stream RGB uint8 frames (H×W×3, as displayed): :func:`iter_batches` one frame at a time."""
+    return (batch[0] for batch in iter_batches(path, 1, fps, start, count))
+
+
+def iter_batches(
+    path: str | Path, size: int, fps: float | None = None, start: int = 0, count: int | None = None
+) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 frames in stacks of ``size`` (N×H×W×3, as displayed; the last may be shorter), each read
+    from ffmpeg straight into its stack; ``fps`` resamples with ffmpeg's fps filter.
 
     ``start``/``count`` (source frames, only without ``fps``) read one stretch by an accurate seek, so
     several readers can split a video between them. Validation happens here, eagerly; decoding happens
@@ -411,7 +419,7 @@ def iter_frames(
         rate = _fraction(fps)
         cmd += ["-vf", f"setpts=PTS-STARTPTS,fps={rate.numerator}/{rate.denominator}"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    return _stream_frames(cmd, stream.width, stream.height, header.path, fps)
+    return _stream_frames(cmd, (stream.height, stream.width), header.path, fps, size)
 
 
 def _seek_args(probed: _Probe, source: int) -> list[str]:
@@ -425,15 +433,21 @@ def _seek_args(probed: _Probe, source: int) -> list[str]:
     return ["-ss", f"{(probed.pts[source - 1] + probed.pts[source]) / 2:.6f}"]
 
 
-def _stream_frames(cmd: list[str], width: int, height: int, path: Path, fps: float | None) -> Iterator[np.ndarray]:
-    nbytes = width * height * 3
+def _stream_frames(
+    cmd: list[str], shape: tuple[int, int], path: Path, fps: float | None, size: int
+) -> Iterator[np.ndarray]:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         count = 0
         try:
-            while (buf := _read_exact(proc.stdout, nbytes)) is not None:
-                count += 1
-                yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            while True:
+                batch = np.empty((size, *shape, 3), np.uint8)
+                got = _read_frames(proc.stdout, batch)
+                count += got
+                if got:
+                    yield batch[:got]
+                if got < size:
+                    break
             returncode = proc.wait()
         finally:
             _stop(proc)
@@ -449,18 +463,18 @@ def _stream_frames(cmd: list[str], width: int, height: int, path: Path, fps: flo
         raise InputError(f"{path} contains no video frames; pass a video with at least one frame.")
 
 
-def _read_exact(stream: IO[bytes] | None, nbytes: int) -> bytearray | None:
-    """One whole frame (a writable buffer), or None at end of stream."""
+def _read_frames(stream: IO[bytes] | None, batch: np.ndarray) -> int:
+    """Fill ``batch`` with whole frames from ``stream``; how many it holds (fewer at the end of the stream)."""
     assert stream is not None
-    buf = bytearray(nbytes)
-    view = memoryview(buf)
+    view = memoryview(batch.reshape(-1))
+    frame = batch[0].size
     got = 0
-    while got < nbytes:
+    while got < view.nbytes:
         n = stream.readinto(view[got:])
         if not n:
-            return None
+            break
         got += n
-    return buf
+    return got // frame
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -32,7 +32,6 @@ from cmet.engine import Engine, fill_faceless
 from cmet.errors import InputError
 from cmet.options import OfficialOptions
 from cmet.speech_vector import SpeechVector, resolve_speech
-from cmet.streaming import batched
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +135,7 @@ class OfficialEngine(Engine[OfficialAnalysis]):
         source = None
         start = 0
         with clock.stage("encode"), torch.inference_mode(), self._autocast():
-            for _, batch in batched(media.iter_frames(video), self.batch_size):
+            for batch in media.iter_batches(video, self.batch_size):
                 rows = np.arange(start, min(start + len(batch), count))
                 start += len(batch)
                 keep = rows[face.valid[rows]]

@@ -25,7 +25,7 @@ from cmet.lru import LRU
 from cmet.options import LiteOptions, OfficialOptions
 from cmet.presets import is_basic, preset_name
 from cmet.speech_vector import check_strength
-from cmet.streaming import BackgroundSink, batched, ordered_map, prefetch
+from cmet.streaming import BackgroundSink, ordered_map, prefetch
 from cmet.timing import Stopwatch
 
 Progress = Callable[[float, str], None]
@@ -175,7 +175,8 @@ class EmotionEditor:
         )
 
         def decoded():
-            frames = prefetch(batched(media.iter_frames(video), self.runtime.frames_per_batch(info.width, info.height)))
+            size = self.runtime.frames_per_batch(info.width, info.height)
+            frames = prefetch((k * size, batch) for k, batch in enumerate(media.iter_batches(video, size)))
             while True:
                 with clock.stage("decode"):
                     item = next(frames, None)

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-import numpy as np
-
 T = TypeVar("T")
 R = TypeVar("R")
 _DONE = object()
@@ -24,18 +22,6 @@ _DONE = object()
 class _Failed:
     def __init__(self, error: BaseException):
         self.error = error
-
-
-def batched(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index of the first frame, [N,H,W,3])`` stacks of at most ``size`` streamed frames."""
-    start, batch = 0, []
-    for image in frames:
-        batch.append(image)
-        if len(batch) == size:
-            yield start, np.stack(batch)
-            start, batch = start + len(batch), []
-    if batch:
-        yield start, np.stack(batch)
 
 
 def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:

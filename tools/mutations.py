@@ -111,9 +111,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "edit written one frame early (same frame count)",
         "cmet/pipeline.py",
-        "batched(media.iter_frames(video),",
-        "batched(__import__('itertools').chain(__import__('itertools').islice(media.iter_frames(video), 1, None), "
-        "[media.read_frame(video, info.frames - 1)]),",
+        "for k, batch in enumerate(media.iter_batches(video, size)))",
+        "for k, batch in enumerate(np.array_split(np.concatenate([*media.iter_batches(video, size), "
+        "media.read_frame(video, info.frames - 1)[None]])[1:], range(size, info.frames, size))))",
         (f"{VISIBLE}::test_edited_frames_come_out_at_their_input_times",),
     ),
     Mutation(
