@@ -1,4 +1,5 @@
-"""The lite engine: FaceMesh landmarks → action-unit coefficients → small C-MET connector → dense warp.
+"""The lite engine: FaceMesh landmarks → action-unit coefficients → small C-MET connector → dense warp
+→ expression shading.
 
 Offline and CPU-fast. Speech is read in emotion2vec+ space whenever possible (presets and precomputed
 ``.npy`` embeddings need no model; recordings need its weights), otherwise in eGeMAPS space with a
@@ -21,8 +22,10 @@ from cmet.connector import Connector
 from cmet.engine import Engine, fill_faceless
 from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
+from cmet.face.canonical import apply_similarity
 from cmet.face.landmarks import FaceTrack
 from cmet.face.rigid import RigidParts, detect_in_video
+from cmet.face.shading import Shading
 from cmet.face.warp import Warper, render_expressions
 from cmet.options import LiteOptions
 from cmet.semantic import emotion_weight
@@ -54,6 +57,7 @@ class LiteEngine(Engine[Analysis]):
             torch.set_num_threads(self.options.torch_threads)
         self.rig = default_rig()
         self.warper = Warper()
+        self.shading = None if self.options.no_shading else Shading.load(self.rig)
         self._connectors: dict[str, tuple[Connector, dict[str, Any]]] = {}
 
     @classmethod
@@ -135,7 +139,11 @@ class LiteEngine(Engine[Analysis]):
         rigid = analysis.rigid
         with torch.inference_mode():
             if valid.all():  # the usual case: no copies of the batch beyond the one the warp writes into
-                return render_expressions(frames, points, transforms, displacement, self.warper, rigid)
-            out = frames.copy()
-            out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper, rigid)
+                out = render_expressions(frames, points, transforms, displacement, self.warper, rigid)
+            else:
+                out = frames.copy()
+                out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper, rigid)
+        if self.shading is not None:  # the skin's darkening and lightening, at the moved landmarks
+            canonical = apply_similarity(transforms, points[..., :2])
+            self.shading.apply([out[i] for i in np.flatnonzero(valid)], canonical, displacement, transforms, rigid)
         return out

@@ -30,6 +30,8 @@ class LiteOptions:
     # On CPU the warp's kernels are small: one intra-op thread per render batch is faster than many and leaves the
     # other cores to the decoder, encoder and FaceMesh threads (render 7.6 vs 38 ms/frame measured on 2 busy cores).
     torch_threads: int = _option(1, "torch threads per render batch on CPU (lite engine)")
+    # Real expressions darken and lighten skin (folds, furrows) where the warp only moves it: cmet.face.shading.
+    no_shading: bool = _option(False, "warp only, without expression shading (lite engine)")
 
     def __post_init__(self) -> None:
         if self.torch_threads < 1:

@@ -55,15 +55,21 @@ MIN_PAIRED_PEOPLE = 25  # fewer same-person pairs than this: compare against all
 PERSON = re.compile(r"(.+)_\d{4}\.\w+$")
 
 
-def canonical_face(image: np.ndarray) -> np.ndarray | None:
-    """``[478, 2]`` canonical landmarks of a near-frontal face, or None (no face, turned, or too small)."""
+def frontal_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """``[478, 3]`` pixel landmarks of a near-frontal face, or None (no face, turned, or too small)."""
     points = image_landmarks(image)
     if points is None:
         return None
     right, left = C.eye_centres(points)
     iod = float(np.linalg.norm(left[:2] - right[:2]))
     yaw = abs(float(points[263, 2] - points[33, 2])) / max(iod, 1e-6)
-    if iod < MIN_IOD_PX or yaw > MAX_YAW:
+    return None if iod < MIN_IOD_PX or yaw > MAX_YAW else points
+
+
+def canonical_face(image: np.ndarray) -> np.ndarray | None:
+    """``[478, 2]`` canonical landmarks of a near-frontal face, or None (no face, turned, or too small)."""
+    points = frontal_landmarks(image)
+    if points is None:
         return None
     matrix = C.fit_similarity(points[C.STABLE, :2], C.CANONICAL[C.STABLE])
     return C.apply_similarity(matrix, points[:, :2])
