@@ -127,7 +127,8 @@ class LiteEngine(Engine[Analysis]):
         return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto)
 
     def render(self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray) -> np.ndarray:
-        """Warp each frame by its offset's canonical displacement, following the head through the track."""
+        """Warp each frame by its offset's canonical displacement, following the head through the track, then shade
+        the skin as real faces of that expression are shaded (``cmet.face.shading``)."""
         face = analysis.track
         index = np.minimum(index, len(face) - 1)
         valid = face.valid[index]

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,6 +35,9 @@ from cmet.face.rigid import BOX as RIGID_BOX
 from cmet.face.rigid import SCALE as RIGID_SCALE
 from cmet.face.rigid import RigidParts
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
 SHADING_FILE = REAL_FACES_DIR / "shading.npz"
 SIZE = 96  # template-frame grid cells per side
 ORIGIN = (-1.3, -0.8)  # canonical x, y of the grid's top-left corner (temples to chin fit inside)
@@ -40,8 +45,9 @@ CELL = 2.6 / SIZE  # canonical units (inter-ocular distances) per cell
 EDGE_FADE = 0.15  # canonical units over which the maps fade in from the face outline
 HOLE_FADE = 0.05  # …and out towards the eyes and lips
 GLASSES_FADE = 0.05  # canonical units past a glasses frame over which shading returns
-# Emotions whose measured shading is applied. Sad (42 people) and surprised (117) are measured too, but on the example
-# faces the independent classifier read them no better (−0.007…+0.008), so they are left to the warp alone.
+# Emotions whose measured shading is applied. Sad (42 people) and surprised (117) are measured too, but with them the
+# independent classifier read the example faces no better (target probability −0.007…+0.008), so the warp alone shows
+# them; happy and angry shading raised it (Hopper, strength 1: happy 0.05 → 0.11, angry 0.03 → 0.05).
 SHADED = ("happy", "angry")
 INVERSE_STEPS = 2  # fixed-point steps inverting the template → frame map (it is close to the identity)
 
@@ -53,7 +59,7 @@ def cell_centres() -> np.ndarray:
 
 
 @cache
-def _interpolation():
+def _interpolation() -> csr_matrix:
     """Sparse ``[SIZE², 468]`` piecewise-affine weights: each cell as a barycentric mix of its template triangle's
     corners; cells outside the face take those of the nearest cell inside (shared, read-only)."""
     from scipy.ndimage import distance_transform_edt
@@ -120,7 +126,7 @@ class Shading:
     max_share: float = 1.0  # shading never goes beyond the real faces' mean, however far the geometry is pushed
 
     @classmethod
-    def load(cls, rig: AURig, path=SHADING_FILE) -> Shading | None:
+    def load(cls, rig: AURig, path: Path = SHADING_FILE) -> Shading | None:
         """The committed maps, weighed by ``rig``'s prototypes (None in a checkout without the file)."""
         if not path.is_file():
             return None
