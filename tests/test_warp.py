@@ -69,7 +69,7 @@ def test_a_smile_lifts_the_lip_corners_and_leaves_the_background(frame, face, ri
     commanded = image_displacement(face.transforms[0], smile)[list(R.LIP_CORNERS), 1].mean()
     moved = (_retrack(out) - points)[list(R.LIP_CORNERS), 1].mean()
     assert commanded < -3.0  # pixels: a clear lift at this face size
-    assert 0.7 * commanded > moved > 1.3 * commanded
+    assert 0.6 * commanded > moved > 1.3 * commanded  # FaceMesh reads back about 2/3 of a corner lift (calibration)
     still = _far_from_face(points, frame.shape[:2], 0.15)
     assert still.mean() > 0.5 and np.array_equal(out[still], frame[still])
 

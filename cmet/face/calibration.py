@@ -7,9 +7,11 @@ weighted by its uncertainty) while its landmark field stays close to the real on
 real value combined, by inverse variance, with what the EMFACS prototype predicts (standard error
 ``PRIOR_SE``): where hundreds of people were measured (happy) the photos decide, where the photos are thin or
 noisy (sad brows) FACS fills in. Mouth opening is held at zero: in a talking video the lips follow the
-speech, and the edit must keep them. An action unit's apex (coefficient 1) is then set to its strongest use
-over the emotions, so coefficients stay in 0…1. The jaw drop (speech moves it) and the one-sided R12 (the
-photos are averaged over both sides) are not fitted.
+speech, and the edit must keep them. So where an emotion's photos open the mouth wide (surprised and angry
+faces gape or shout: ≥ ``OPEN_MOUTH`` IOD), the mouth's other measures come from EMFACS alone: the photos' lip
+corners drop and lips thin with the open jaw, and fitted to a closed mouth that reads as sadness. An action
+unit's apex (coefficient 1) is then set to its strongest use over the emotions, so coefficients stay in 0…1.
+The jaw drop (speech moves it) and the one-sided R12 (the photos are averaged over both sides) are not fitted.
 
 Emotions whose real data are too thin (``min_photos``) keep the EMFACS prototype of ``au_rig``, without its jaw drop.
 """
@@ -31,6 +33,8 @@ SPEECH_UNIT = "AU26"  # the jaw drop: the speech moves it, no emotion may
 MIN_APEX = 0.1  # a unit used less than this by every fitted emotion keeps its EMFACS apex
 KEY_TIGHTNESS = 2.0
 PRIOR_SE = 0.015  # how far a real face may stray from the EMFACS prediction of a measure
+OPEN_MOUTH = 0.1  # IOD: photos whose mean mouth opening is this wide do not say what a closed mouth does
+MOUTH_SHAPE = ("mouth_width", "corner_lift", "upper_lip_raise", "lip_thickness")
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,14 @@ def measure_targets(
     the real faces): targets are raised by it so the rendered edit reads as the real one does.
     """
     targets = {}
+    gaping = table_entry["measures"]["mouth_open"]["mean"] >= OPEN_MOUTH
     for i, name in enumerate(MEASURES):
         if name in HELD_AT_ZERO:
             targets[name] = (0.0, HELD_AT_ZERO[name])
             continue
         stats = table_entry["measures"][name]
-        w_real, w_prior = 1.0 / max(stats["se"], MIN_SE) ** 2, 1.0 / PRIOR_SE**2
+        w_real = 0.0 if gaping and name in MOUTH_SHAPE else 1.0 / max(stats["se"], MIN_SE) ** 2
+        w_prior = 1.0 / PRIOR_SE**2
         mean = (w_real * stats["mean"] + w_prior * float(prior[i])) / (w_real + w_prior)
         share = (transfer or {}).get(name, 1.0)
         targets[name] = (mean / share, (w_real + w_prior) ** -0.5 / (KEY_TIGHTNESS if name in keys else 1.0) / share)

@@ -36,7 +36,7 @@ _STATE_KEYS = {"model", "optimizer", "step", "seconds", "rng", "world", "config"
 class TrainConfig:
     """Model size, optimisation and sampling of one training run."""
 
-    steps: int = 600
+    steps: int = 1000  # 600 left the angry prototype at half its reach in-sample (0.54) on the real-face rig
     seed: int = 42
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -102,8 +102,9 @@ RECIPES: dict[str, TrainConfig] = {
     # speech vectors are drawn within one speaker (leave-one-speaker-out 32% vs 26% when pooled half the time).
     # Same-emotion pairs (no-change targets) cost eGeMAPS half its held-out accuracy (33.8% → 15.7%): prosody
     # differences between takes of one emotion are as large as between emotions, so it learns to answer nothing.
+    # It also overfits sooner: 1000 steps fall to 19.5% held out (24.8% at 600).
     "egemaps_v02": TrainConfig(
-        normalisation="feature", sampler=SamplerConfig(same_speaker_prob=1.0, same_emotion_prob=0.0)
+        steps=600, normalisation="feature", sampler=SamplerConfig(same_speaker_prob=1.0, same_emotion_prob=0.0)
     ),
 }
 
