@@ -69,8 +69,13 @@ class Engine(ABC, Generic[Analysis]):
         """Per-source-frame expression offsets; with ``upto`` only the frames before it need be right (a preview)."""
 
     @abstractmethod
-    def render(self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray) -> np.ndarray:
-        """``frames`` (source frames ``index``) with each face re-rendered at its expression plus its offset."""
+    def render(
+        self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray, own: bool = False
+    ) -> np.ndarray:
+        """``frames`` (source frames ``index``) with each face re-rendered at its expression plus its offset.
+
+        ``own``: the caller hands the frames over, so they may be drawn on rather than copied first (an HD frame
+        is 6 MB)."""
 
 
 def fill_faceless(coeffs: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -126,24 +126,28 @@ class LiteEngine(Engine[Analysis]):
         gain = speech.gain * weight * float(meta.get("output_gain", 1.0))
         return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto)
 
-    def render(self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray) -> np.ndarray:
+    def render(
+        self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray, own: bool = False
+    ) -> np.ndarray:
         """Warp each frame by its offset's canonical displacement, following the head through the track, then shade
         the skin as real faces of that expression are shaded (``cmet.face.shading``)."""
         face = analysis.track
         index = np.minimum(index, len(face) - 1)
         valid = face.valid[index]
         if not valid.any():
-            return frames.copy()
+            return frames if own else frames.copy()
         rows = index[valid]
         displacement = self.rig.decode(offsets[rows])
         points, transforms = face.landmarks[rows], face.transforms[rows]
         rigid = analysis.rigid
         with torch.inference_mode():
-            if valid.all():  # the usual case: no copies of the batch beyond the one the warp writes into
-                out = render_expressions(frames, points, transforms, displacement, self.warper, rigid)
+            if valid.all():  # the usual case: the warp writes into the batch itself, or into its one copy
+                out = render_expressions(frames, points, transforms, displacement, self.warper, rigid, inplace=own)
             else:
-                out = frames.copy()
-                out[valid] = render_expressions(frames[valid], points, transforms, displacement, self.warper, rigid)
+                out = frames if own else frames.copy()
+                out[valid] = render_expressions(
+                    frames[valid], points, transforms, displacement, self.warper, rigid, inplace=True
+                )
         if self.shading is not None:  # the skin's darkening and lightening, at the moved landmarks
             canonical = apply_similarity(transforms, points[..., :2])
             self.shading.apply([out[i] for i in np.flatnonzero(valid)], canonical, displacement, transforms, rigid)

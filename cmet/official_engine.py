@@ -192,7 +192,7 @@ class OfficialEngine(Engine[OfficialAnalysis]):
         return source_offsets(self.connector, speech.vector, speech.gain, analysis.exp, analysis.info, upto)
 
     def render(
-        self, frames: np.ndarray, index: np.ndarray, analysis: OfficialAnalysis, offsets: np.ndarray
+        self, frames: np.ndarray, index: np.ndarray, analysis: OfficialAnalysis, offsets: np.ndarray, own: bool = False
     ) -> np.ndarray:
         """Re-render the face of each frame with its expression plus offset and paste it back (full resolution)."""
         import torch
@@ -201,7 +201,7 @@ class OfficialEngine(Engine[OfficialAnalysis]):
 
         index = np.minimum(np.asarray(index), len(analysis.exp) - 1)
         usable = np.isfinite(analysis.crops[index]).all(axis=(1, 2))
-        out = np.array(frames, copy=True)
+        out = frames if own else np.array(frames, copy=True)
         if not usable.any():
             return out
         rows = index[usable]

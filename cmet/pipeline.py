@@ -187,7 +187,8 @@ class EmotionEditor:
         def render(item: tuple[int, np.ndarray]) -> np.ndarray:
             start, batch = item
             index = np.arange(start, start + len(batch))
-            rendered = [self.engine.render(batch, index, analysis, offsets[n]) for n in targets]
+            own = layout is None  # a single edit: the decoded batch is drawn on, not copied
+            rendered = [self.engine.render(batch, index, analysis, offsets[n], own) for n in targets]
             return layout.compose([batch, *rendered]) if layout else rendered[0]
 
         workers = self.runtime.workers if self.engine.parallel_render else 1

@@ -151,3 +151,14 @@ def test_cuda_matches_cpu(frame, face, rig):
     assert on_device.is_cuda
     for other in (gpu, on_device.cpu().numpy()):
         assert np.abs(other.astype(int) - cpu).max() <= 2 and _psnr(other, cpu) > 45
+
+
+def test_inplace_draws_on_the_frames_and_otherwise_leaves_them(frame, face, rig):
+    """A single edit hands its decoded batch to the warp (no 6 MB copy per HD frame); everyone else keeps theirs."""
+    src = face.landmarks[0, :, :2]
+    dst = src + image_displacement(face.transforms[0], 1.5 * _unit(rig, "AU12"))
+    frames = np.stack([frame, frame])
+    copied = Warper().warp(frames, src, dst)
+    assert np.array_equal(frames[0], frame) and not np.array_equal(copied[0], frame)
+    drawn = Warper().warp(frames, src, dst, inplace=True)
+    assert np.shares_memory(drawn, frames) and np.array_equal(drawn, copied)

@@ -48,13 +48,14 @@ class Warper:
     batch: int = 16  # frames solved together (bounds memory on long batches)
     device: str | None = None  # where numpy frames are processed; None: CPU
 
-    def warp(self, frames, src_pts, dst_pts, still_pts=None, held=None):
+    def warp(self, frames, src_pts, dst_pts, still_pts=None, held=None, inplace: bool = False):
         """Warp ``frames`` (uint8 ``[H, W, 3]`` or ``[N, H, W, 3]``, numpy or torch) so ``src_pts`` land on ``dst_pts``.
 
         Points are pixel coordinates ``[P, 2]`` or ``[N, P, 2]`` (a trailing z column is ignored).
         ``still_pts [N, M, 2]``: pixels of rigid parts (glasses frames) that must not move; ``held [N, P]``
         bool: point pairs that lie on such a part and are left out rather than bend it.
-        Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged.
+        Returns the same type, shape and dtype; frames whose points hold NaN are returned unchanged. ``inplace``
+        draws on ``frames`` itself (when they are already where the warp runs) instead of a copy.
         """
         is_numpy = isinstance(frames, np.ndarray)
         video = torch.as_tensor(frames)
@@ -63,8 +64,9 @@ class Warper:
             video = video[None]
         if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != torch.uint8:
             raise ValueError(f"frames must be uint8 [H, W, 3] or [N, H, W, 3], got {tuple(video.shape)} {video.dtype}")
-        video = video.to(torch.device(self.device) if is_numpy and self.device else video.device)
-        out = video.clone()
+        moved = video.to(torch.device(self.device) if is_numpy and self.device else video.device)
+        out = moved if inplace and moved.data_ptr() == video.data_ptr() else moved.clone()
+        video = moved
         height, width = video.shape[1:3]
         fields = self._fields(src_pts, dst_pts, len(video), (width, height), video.device, still_pts, held)
         for chunk, crop, offsets in fields:
@@ -474,12 +476,13 @@ def render_expressions(
     displacements_canonical: np.ndarray,
     warper: Warper | None = None,
     rigid: RigidParts | None = None,
+    inplace: bool = False,
 ) -> np.ndarray:
     """Batched :func:`render_expression`: ``[N, H, W, 3]`` frames, ``[N, 478, 2|3]`` landmarks, ``[N, 2, 3]``
     transforms, ``[N, 478, 2]`` (or one shared ``[478, 2]``) canonical offsets. Frames without a face
     (NaN landmarks or transform) come back unchanged. ``rigid``: the clip's glasses frames, kept still."""
     points = expression_points(landmarks_img, transforms, displacements_canonical, rigid)
-    return (warper or Warper()).warp(frames, *points)
+    return (warper or Warper()).warp(frames, *points, inplace=inplace)
 
 
 def expression_points(
