@@ -31,6 +31,7 @@ class Engine(ABC, Generic[Analysis]):
 
     name: ClassVar[str]
     parallel_render: bool = False  # batches may render on several threads at once (single-threaded CPU kernels)
+    keep_frames: tuple[int, ...] = ()  # source frames ``encode`` looks at again: kept by the tracker (no decode)
 
     def __init__(self, device: str = "auto"):
         self.device = resolve_device(device)
@@ -57,7 +58,8 @@ class Engine(ABC, Generic[Analysis]):
         if known is not None:
             return known
         with clock.stage("track"):
-            face = track_cached(video, cache_dir() / "tracks" / f"{key}.npz", workers=worker_count())
+            cache = cache_dir() / "tracks" / f"{key}.npz"
+            face = track_cached(video, cache, workers=worker_count(), keep=self.keep_frames)
         return self._analyses.put(key, self.encode(video, info, face, clock))
 
     @abstractmethod

@@ -24,7 +24,7 @@ from cmet.errors import CmetWarning, MissingWeightsError
 from cmet.face.au_rig import default_rig
 from cmet.face.canonical import apply_similarity
 from cmet.face.landmarks import FaceTrack
-from cmet.face.rigid import RigidParts, detect_in_video
+from cmet.face.rigid import SAMPLED, RigidParts, detect_in_video
 from cmet.face.shading import Shading
 from cmet.face.warp import Warper, render_expressions
 from cmet.options import LiteOptions
@@ -48,6 +48,7 @@ class LiteEngine(Engine[Analysis]):
     """Lite engine; one instance serves many edits and caches per-input work."""
 
     name = "lite"
+    keep_frames = SAMPLED  # the glasses check's frames come from the tracking decode
 
     def __init__(self, device: str = "auto", options: LiteOptions | None = None):
         super().__init__(device)
@@ -98,7 +99,7 @@ class LiteEngine(Engine[Analysis]):
     def encode(self, video: Path, info: media.VideoInfo, face: FaceTrack, clock: Any) -> Analysis:
         """Glasses to keep still (found along the track) and each frame's AU coefficients."""
         with clock.stage("track"):
-            rigid = detect_in_video(video, face.transforms, face.valid)
+            rigid = detect_in_video(video, face.transforms, face.valid, face.kept)
         with clock.stage("encode"):
             coeffs = np.empty((len(face), len(self.rig.names)), np.float32)
             coeffs[face.valid] = self.rig.encode(face.canonical()[face.valid])

@@ -80,6 +80,19 @@ def test_glasses_are_found_on_hopper_and_not_on_faces_without(hopper, glasses):
     assert detect([image], still.transforms[:1]) is None
 
 
+def test_the_glasses_check_reads_the_frames_the_tracker_kept(glasses, monkeypatch):
+    """The check's frames come from the tracking decode (no second decode of the clip), with the same result."""
+    tracked = track(HOPPER, workers=2, keep=rigid_module.SAMPLED)
+    assert sorted(tracked.kept) == list(rigid_module.SAMPLED)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(media, "iter_frames", no_decoding)
+    found = detect_in_video(HOPPER, tracked.transforms, tracked.valid, tracked.kept)
+    assert found is not None and np.array_equal(found.mask, glasses.mask)
+
+
 def test_a_face_without_glasses_in_a_sample_video(samples_dir):
     video = samples_dir / "video" / "W009_038.mp4"
     face = track(video)

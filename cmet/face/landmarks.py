@@ -15,7 +15,7 @@ import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ class FaceTrack:
     transforms: np.ndarray  # [T, 2, 3] float32 similarity image → canonical
     size: tuple[int, int]  # (width, height)
     fps: float
+    kept: dict[int, np.ndarray] = field(default_factory=dict)  # frames asked for by ``track(keep=)``; not saved
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -138,6 +139,7 @@ def track(
     smooth: bool = True,
     min_valid_fraction: float = 0.5,
     workers: int = 1,
+    keep: tuple[int, ...] = (),
 ) -> FaceTrack:
     """Track one person's face through a video file or a sequence of RGB uint8 frames (the largest on average).
 
@@ -145,11 +147,16 @@ def track(
     (``None`` means the model rate, 25). Gaps of up to 5 frames are interpolated; a clip where
     fewer than ``min_valid_fraction`` of the frames show a face raises :class:`InputError`.
     ``workers`` > 1 splits a file read at its own rate into that many stretches tracked at once (one
-    FaceMesh per thread; MediaPipe releases the GIL), each starting with a fresh detection.
+    FaceMesh per thread; MediaPipe releases the GIL), each starting with a fresh detection. The frames numbered
+    in ``keep`` are kept (``FaceTrack.kept``), so a later look at them needs no second decode.
     """
     frames, rate, name, times = _open(source, fps)
     segments = _segments(source, fps, workers)
-    faces, size = _detect_segments(Path(source), segments, name) if segments else _detect(frames, name)
+    kept: dict[int, np.ndarray] = {}
+    if segments:
+        faces, size = _detect_segments(Path(source), segments, name, keep, kept)
+    else:
+        faces, size = _detect(frames, name, keep, kept)
     person = identity.follow_one(faces, size, min_valid_fraction)
     clock = times if times is not None and len(times) == len(faces) else np.arange(len(faces)) / rate
     clock = np.append(clock, clock[-1] + 1 / rate)  # seconds at each frame's start, and at the end
@@ -175,6 +182,7 @@ def track(
         transforms=transforms.astype(np.float32),
         size=size,
         fps=float(rate),
+        kept=kept,
     )
 
 
@@ -229,8 +237,15 @@ def _rgb(frame: np.ndarray, index: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[list[list[np.ndarray]], tuple[int, int]]:
-    """Every face's pixel landmarks ``[478, 3]`` in every frame, and the frame size (width, height)."""
+def _detect(
+    frames: Iterable[np.ndarray],
+    name: str,
+    keep: tuple[int, ...] = (),
+    kept: dict[int, np.ndarray] | None = None,
+    first: int = 0,
+) -> tuple[list[list[np.ndarray]], tuple[int, int]]:
+    """Every face's pixel landmarks ``[478, 3]`` in every frame, and the frame size (width, height); frames
+    numbered (from ``first``) in ``keep`` are copied into ``kept``."""
     # FaceMesh runs its face detector on every frame while it tracks fewer faces than it may, so tracking
     # one face at a time is ~30% cheaper. A look for other faces every SAMPLE_EVERY frames switches to
     # following up to MAX_FACES once a second face shows up (``identity`` then keeps one person).
@@ -240,6 +255,8 @@ def _detect(frames: Iterator[np.ndarray], name: str) -> tuple[list[list[np.ndarr
     size: tuple[int, int] | None = None
     for index, frame in enumerate(frames):
         frame = _rgb(frame, index, name)
+        if kept is not None and first + index in keep:
+            kept[first + index] = frame.copy()
         height, width = frame.shape[:2]
         if size is None:
             size = (width, height)
@@ -361,7 +378,11 @@ def _segments(source: object, fps: float | None, workers: int) -> list[tuple[int
 
 
 def _detect_segments(
-    path: Path, segments: list[tuple[int, int]], name: str
+    path: Path,
+    segments: list[tuple[int, int]],
+    name: str,
+    keep: tuple[int, ...] = (),
+    kept: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int | None]:
     """:func:`_detect` over stretches of one file at once, joined in order.
 
@@ -384,7 +405,7 @@ def _detect_segments(
                     return
                 yield frame
 
-        return _detect(frames(), name), ends
+        return _detect(frames(), name, keep, kept, start), ends
 
     lasts = [False] * (len(segments) - 1) + [True]
     results = list(_pool(len(segments)).map(one, segments, lasts))
@@ -394,7 +415,7 @@ def _detect_segments(
         for (_, before), (_, after) in zip(results[:-1], results[1:])
     )
     if not seams_hold or sum(len(part[0]) for part in parts) != sum(count for _, count in segments):
-        return _detect(iter_frames(path), name)
+        return _detect(iter_frames(path), name, keep, kept)
     return [faces for part in parts for faces in part[0]], parts[0][1]
 
 
@@ -523,14 +544,17 @@ def _boxes(points: np.ndarray) -> np.ndarray:
         return np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1).astype(np.float32)
 
 
-def track_cached(video: str | os.PathLike, cache_file: str | os.PathLike, workers: int = 1) -> FaceTrack:
-    """:func:`track` of a video file through an on-disk cache; a damaged or outdated entry is rebuilt."""
+def track_cached(
+    video: str | os.PathLike, cache_file: str | os.PathLike, workers: int = 1, keep: tuple[int, ...] = ()
+) -> FaceTrack:
+    """:func:`track` of a video file through an on-disk cache; a damaged or outdated entry is rebuilt (a cached
+    track keeps no frames)."""
     cache = Path(cache_file)
     if cache.is_file():
         try:
             return FaceTrack.load(cache)
         except InputError:
             pass
-    face = track(video, workers=workers)
+    face = track(video, workers=workers, keep=keep)
     face.save(cache)
     return face

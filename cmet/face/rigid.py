@@ -92,19 +92,27 @@ class RigidParts:
         return apply_similarity(np.concatenate([linear, shift], -1), self.anchors)
 
 
-def detect_in_video(video: str | Path, transforms: np.ndarray, valid: np.ndarray) -> RigidParts | None:
-    """Glasses frames of the face tracked in ``video`` (``transforms [T, 2, 3]`` image→canonical), or None."""
+SAMPLED = tuple(range(0, SAMPLES * SAMPLE_EVERY, SAMPLE_EVERY))  # the source frames looked at
+
+
+def detect_in_video(
+    video: str | Path, transforms: np.ndarray, valid: np.ndarray, kept: dict[int, np.ndarray] | None = None
+) -> RigidParts | None:
+    """Glasses frames of the face tracked in ``video`` (``transforms [T, 2, 3]`` image→canonical), or None.
+
+    ``kept``: the :data:`SAMPLED` frames, when the tracker kept them; otherwise they are decoded again."""
     from cmet.media import iter_frames
 
-    frames, poses = [], []
-    reader = iter_frames(video, count=min(len(valid), SAMPLES * SAMPLE_EVERY))
-    try:
-        for index, frame in enumerate(reader):
-            if index % SAMPLE_EVERY == 0 and valid[index]:
-                frames.append(frame)
-                poses.append(transforms[index])
-    finally:
-        reader.close()
+    wanted = [index for index in SAMPLED if index < len(valid) and valid[index]]
+    if kept is None or any(index not in kept for index in wanted):
+        kept = {}
+        reader = iter_frames(video, count=min(len(valid), SAMPLES * SAMPLE_EVERY))
+        try:
+            kept = {index: frame for index, frame in enumerate(reader) if index in wanted}
+        finally:
+            reader.close()
+    frames = [kept[index] for index in wanted if index in kept]
+    poses = [transforms[index] for index in wanted if index in kept]
     return detect(frames, np.asarray(poses)) if frames else None
 
 
