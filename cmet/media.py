@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import re
+import signal
 import stat
 import subprocess
 import tempfile
@@ -145,6 +146,16 @@ def _last_error(stderr: str) -> str:
     lines = [line.removeprefix("Error opening input: ") for line in lines]
     lines = [line for line in lines if line and not line.startswith("Error opening input file")]
     return lines[-1].rstrip(".") if lines else "unknown error"
+
+
+INTERRUPTED = 255  # ffmpeg's exit status after SIGINT/SIGTERM
+
+
+def _check_interrupted(returncode: int | None) -> None:
+    """A Ctrl-C reaches the whole process group: an ffmpeg that stopped because of it is an interruption, not a bad
+    file (whichever of ffmpeg and Python notices first)."""
+    if returncode in (INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
+        raise KeyboardInterrupt
 
 
 def _undecodable(path: Path, stderr: str) -> InputError:
@@ -331,6 +342,7 @@ def _decode_probe(path: Path) -> _Probe:
     proc = subprocess.run(_frame_times_cmd(path, stream.index), capture_output=True)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
+        _check_interrupted(proc.returncode)
         raise _undecodable(path, stderr)
     if any(mark in stderr for mark in _TRUNCATION_MARKS):
         raise _truncated(path)
@@ -454,6 +466,7 @@ def _stream_frames(
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     if returncode != 0:
+        _check_interrupted(returncode)
         raise _undecodable(path, stderr)
     if any(mark in stderr for mark in _TRUNCATION_MARKS):
         raise _truncated(path)
@@ -507,6 +520,7 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
     proc = subprocess.run(cmd, capture_output=True)
     nbytes = info.width * info.height * 3
     if proc.returncode != 0 or len(proc.stdout) < nbytes:
+        _check_interrupted(proc.returncode)
         stderr = proc.stderr.decode("utf-8", "replace")
         raise InputError(f"Frame {index} of {info.path} could not be decoded (ffmpeg says: {_last_error(stderr)}).")
     return np.frombuffer(bytearray(proc.stdout[:nbytes]), dtype=np.uint8).reshape(info.height, info.width, 3)
@@ -563,6 +577,7 @@ def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     cmd += ["-af", _audio_filter(sr), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
+        _check_interrupted(proc.returncode)
         stderr = proc.stderr.decode("utf-8", "replace")
         raise InputError(f"The audio of {p} could not be decoded (ffmpeg: {_last_error(stderr)}); re-export it as WAV.")
     samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
@@ -711,6 +726,7 @@ class VideoWriter:
             for _ in range(copies):
                 self._proc.stdin.write(planes.data)
         except BrokenPipeError as e:
+            _check_interrupted(self._proc.wait())
             raise RuntimeError(f"ffmpeg stopped while encoding {self.path}: {self._stderr()}") from e
         self.frames += copies
 
@@ -750,6 +766,7 @@ class VideoWriter:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
             if self._proc.wait() != 0:
+                _check_interrupted(self._proc.returncode)
                 raise RuntimeError(f"ffmpeg failed to encode {self.path}: {self._stderr()}")
             if self.container.gif:
                 final = self._gif()
@@ -778,6 +795,7 @@ class VideoWriter:
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True)
         if proc.returncode != 0:
+            _check_interrupted(proc.returncode)
             stderr = proc.stderr.decode("utf-8", "replace")
             raise InputError(f"The audio of {self.audio_source} could not be muxed (ffmpeg: {_last_error(stderr)}).")
         return out
@@ -798,6 +816,7 @@ class VideoWriter:
         for step in steps:
             proc = subprocess.run([*_base_cmd(), "-v", "error", *step], capture_output=True)
             if proc.returncode != 0:
+                _check_interrupted(proc.returncode)
                 stderr = proc.stderr.decode("utf-8", "replace")
                 raise RuntimeError(f"ffmpeg failed to write {self.path}: {_last_error(stderr)}")
         return out

@@ -407,3 +407,12 @@ def test_writer_rejects_bad_frames(tmp_path):
         with pytest.raises(ValueError, match="size changed"):
             writer.write(np.zeros((10, 8, 3), np.uint8))
     assert media.probe(tmp_path / "out.mp4").frames == 1
+
+
+@pytest.mark.parametrize("status, raised", [(255, KeyboardInterrupt), (1, InputError)])
+def test_a_decoder_stopped_by_ctrl_c_is_an_interruption_not_a_bad_file(tmp_path, status, raised):
+    """Ctrl-C reaches ffmpeg too, which exits with 255: whichever notices first, the user hears "interrupted",
+    not that their file could not be decoded; any other failure still names the file."""
+    frames = media._stream_frames(["sh", "-c", f"exit {status}"], (2, 2), tmp_path / "clip.mp4", None, 1)
+    with pytest.raises(raised):
+        next(frames)
