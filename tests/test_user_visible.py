@@ -29,9 +29,10 @@ STRENGTHS = (0.0, 0.5, 1.0, 2.0)
 PREVIEW_FRAMES = (10, 60, 110)
 CUT_FRAMES = 30
 RE_ENCODE_DB = 45.0  # strength 0 against the input re-encoded by the same writer
-# At strength 1 a key measure shows at least this share of the real faces' mean change: half where the table pairs
-# each person's own neutral and emotional photos, a quarter where it rests on a few unpaired photos (fear, disgust).
-VISIBLE_SHARE = {"same person": 0.5, "all photos": 0.25}
+# At strength 1 a key measure shows at least this share of the real faces' mean change: three quarters where the table
+# pairs each person's own neutral and emotional photos (angry without its brow lowerer still reached 57%), a quarter
+# where it rests on a few unpaired photos (fear, disgust).
+VISIBLE_SHARE = {"same person": 0.75, "all photos": 0.25}
 
 
 @pytest.fixture(scope="module")

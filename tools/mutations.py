@@ -97,8 +97,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "compare grid shows the first emotion in every cell",
         "cmet/pipeline.py",
-        "offsets[n]) for n in targets]",
-        "offsets[next(iter(targets))]) for n in targets]",
+        "offsets[n], own) for n in targets]",
+        "offsets[next(iter(targets))], own) for n in targets]",
         (f"{VISIBLE}::test_compare_grid_cells_are_their_own_edits",),
     ),
     Mutation(
@@ -119,8 +119,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "video written at 5/4 of its frame rate",
         "cmet/pipeline.py",
-        "media.VideoWriter(out, info.fps,",
-        "media.VideoWriter(out, info.fps * 1.25,",
+        "out, info.fps, audio_source=video,",
+        "out, info.fps * 1.25, audio_source=video,",
         (f"{VISIBLE}::test_edited_frames_come_out_at_their_input_times",),
     ),
     Mutation(
