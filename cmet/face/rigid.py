@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.ndimage import median_filter
+from scipy.ndimage import binary_fill_holes, median_filter
 
 from cmet.face.canonical import apply_similarity
 
@@ -49,18 +49,25 @@ class RigidParts:
     mask: np.ndarray  # [h, w] bool over BOX at SCALE px per unit
     clearance: np.ndarray  # [h, w] float32: canonical distance to the nearest masked pixel
     anchors: np.ndarray  # [M, 2] float64 canonical points on the mask
+    enclosed_clearance: np.ndarray  # [h, w] float32: canonical distance to the frames or the lenses they enclose
 
     @classmethod
     def from_mask(cls, mask: np.ndarray) -> RigidParts:
         """Parts from a patch mask: anchors along its outline (where a bend would show) every OUTLINE_STEP patch
         pixels, and a sparser grid inside."""
         clearance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) / SCALE
+        enclosed = cv2.distanceTransform((~binary_fill_holes(mask)).astype(np.uint8), cv2.DIST_L2, 5) / SCALE
         rows, cols = np.nonzero(mask & _grid(mask.shape))
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
         outline = np.concatenate([c[::OUTLINE_STEP, 0] for c in contours] or [np.zeros((0, 2), np.int32)])
         pixels = np.concatenate([np.stack([cols, rows], -1), outline])
         anchors = (pixels / SCALE + np.array(BOX[:2])).astype(np.float64)
-        return cls(mask=mask, clearance=clearance.astype(np.float32), anchors=anchors)
+        return cls(
+            mask=mask,
+            clearance=clearance.astype(np.float32),
+            anchors=anchors,
+            enclosed_clearance=enclosed.astype(np.float32),
+        )
 
     def distance(self, points: np.ndarray) -> np.ndarray:
         """``[..., P]`` canonical distance of ``points [..., P, 2]`` to the nearest rigid part (inf off the patch)."""

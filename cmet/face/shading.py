@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 
 from cmet.config import REAL_FACES_DIR
 from cmet.face import canonical as C
@@ -205,11 +204,11 @@ def _glasses_keep(rigid: RigidParts | None) -> np.ndarray | float:
     within GLASSES_FADE of them; 1 without glasses."""
     if rigid is None:
         return 1.0
-    glasses = binary_fill_holes(rigid.mask)
-    clearance = cv2.distanceTransform((~glasses).astype(np.uint8), cv2.DIST_L2, 5) / RIGID_SCALE
     patch = (cell_centres() - np.array(RIGID_BOX[:2], np.float32)) * RIGID_SCALE
     far = float(GLASSES_FADE)
-    found = cv2.remap(clearance, patch, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=far)
+    found = cv2.remap(
+        rigid.enclosed_clearance, patch, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=far
+    )
     return np.clip(found / GLASSES_FADE, 0.0, 1.0)
 
 
