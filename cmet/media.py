@@ -158,6 +158,13 @@ def _check_interrupted(returncode: int | None) -> None:
         raise KeyboardInterrupt
 
 
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run ffmpeg to completion, its output captured; one stopped by Ctrl-C raises ``KeyboardInterrupt``."""
+    proc = subprocess.run(cmd, capture_output=True)
+    _check_interrupted(proc.returncode)
+    return proc
+
+
 def _undecodable(path: Path, stderr: str) -> InputError:
     return InputError(f"{path} could not be decoded (ffmpeg says: {_last_error(stderr)}); re-export it as MP4 (H.264).")
 
@@ -289,7 +296,7 @@ def _inspect(path: str | Path) -> _Header:
     """Run ``ffmpeg -i`` (it always 'fails' for want of an output) and parse what it printed."""
     p = require_file(path)
     ffopen.check_not_a_list(p)
-    proc = subprocess.run([*_base_cmd(), *ffopen.input_args(p)], capture_output=True)
+    proc = _run([*_base_cmd(), *ffopen.input_args(p)])
     return _parse_header(p, proc.stderr.decode("utf-8", "replace"))
 
 
@@ -339,10 +346,9 @@ def _probe_cached(path: Path, size: int, mtime_ns: int) -> _Probe:
 def _decode_probe(path: Path) -> _Probe:
     """Decode once (frames are not kept) to count frames and record their timestamps."""
     header, stream = _video_header(path)
-    proc = subprocess.run(_frame_times_cmd(path, stream.index), capture_output=True)
+    proc = _run(_frame_times_cmd(path, stream.index))
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
-        _check_interrupted(proc.returncode)
         raise _undecodable(path, stderr)
     if any(mark in stderr for mark in _TRUNCATION_MARKS):
         raise _truncated(path)
@@ -517,10 +523,9 @@ def read_frame(path: str | Path, index: int, fps: float | None = None) -> np.nda
     if not info.seekable:  # no index to seek by: decode from the start, keep only that frame
         cmd += ["-vf", f"select=eq(n\\,{source})", "-fps_mode", "passthrough"]
     cmd += ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = _run(cmd)
     nbytes = info.width * info.height * 3
     if proc.returncode != 0 or len(proc.stdout) < nbytes:
-        _check_interrupted(proc.returncode)
         stderr = proc.stderr.decode("utf-8", "replace")
         raise InputError(f"Frame {index} of {info.path} could not be decoded (ffmpeg says: {_last_error(stderr)}).")
     return np.frombuffer(bytearray(proc.stdout[:nbytes]), dtype=np.uint8).reshape(info.height, info.width, 3)
@@ -575,9 +580,8 @@ def read_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
         raise InputError(f"{p} has no audio track ({what}); pass a file with speech in it.")
     cmd = [*_base_cmd(), "-v", "error", *ffopen.input_args(p), "-map", f"0:{header.audio.index}", "-vn", "-sn", "-dn"]
     cmd += ["-af", _audio_filter(sr), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = _run(cmd)
     if proc.returncode != 0:
-        _check_interrupted(proc.returncode)
         stderr = proc.stderr.decode("utf-8", "replace")
         raise InputError(f"The audio of {p} could not be decoded (ffmpeg: {_last_error(stderr)}); re-export it as WAV.")
     samples = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
@@ -793,9 +797,8 @@ class VideoWriter:
             "-map", "0:v:0", "-map", f"1:{audio_index}", "-c:v", "copy", "-af", afilter,
             *self.container.audio, *self.container.faststart, "-f", self.container.muxer, _url(out),
         ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True)
+        proc = _run(cmd)
         if proc.returncode != 0:
-            _check_interrupted(proc.returncode)
             stderr = proc.stderr.decode("utf-8", "replace")
             raise InputError(f"The audio of {self.audio_source} could not be muxed (ffmpeg: {_last_error(stderr)}).")
         return out
@@ -814,9 +817,8 @@ class VideoWriter:
              "-f", "gif", _url(out)],
         ]  # fmt: skip
         for step in steps:
-            proc = subprocess.run([*_base_cmd(), "-v", "error", *step], capture_output=True)
+            proc = _run([*_base_cmd(), "-v", "error", *step])
             if proc.returncode != 0:
-                _check_interrupted(proc.returncode)
                 stderr = proc.stderr.decode("utf-8", "replace")
                 raise RuntimeError(f"ffmpeg failed to write {self.path}: {_last_error(stderr)}")
         return out
@@ -852,7 +854,7 @@ def _video_start(path: Path) -> float:
     stream = _inspect(path).video
     if stream is None:
         return 0.0
-    proc = subprocess.run(_frame_times_cmd(path, stream.index, "-frames:v", "1"), capture_output=True)
+    proc = _run(_frame_times_cmd(path, stream.index, "-frames:v", "1"))
     times = _framecrc_times(proc.stdout.decode("ascii", "replace"))
     return float(times[0]) if times.size else 0.0
 
