@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from cmet import media
-from cmet.config import REAL_FACES_DIR, REPO_ROOT
+from cmet.config import REAL_FACES_DIR, REPO_ROOT, RuntimeConfig
 from cmet.errors import InputError, MissingWeightsError
 from cmet.face import regions as R
 from cmet.face.landmarks import FaceTrack, track
@@ -149,7 +149,6 @@ def evaluate(
 ) -> list[EmotionResult]:
     """Render, measure and picture every (video, emotion, strength); writes ``report.json``, ``report.md`` and
     ``contact_sheet.png`` into ``out_dir``."""
-    from cmet.config import RuntimeConfig
     from cmet.pipeline import EmotionEditor
 
     options = options or EvalOptions()

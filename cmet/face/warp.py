@@ -1,7 +1,8 @@
 """The lite engine's renderer: move a face so its landmarks land where asked, by a dense backward warp.
 
 Every output pixel needs the input position to read, so the sparse offsets ``src − dst`` are
-interpolated over the *destination* points and ``grid_sample`` reads the frame there. Interpolating
+interpolated over the *destination* points and the frame is read there (OpenCV's ``remap`` on the CPU,
+torch's ``grid_sample`` on a GPU). Interpolating
 at the destination keeps an opening jaw tidy: the new gap between the lips reads from the mouth
 interior and stretches it smoothly instead of folding over.
 
@@ -13,8 +14,7 @@ fast on one CPU core and batches on CUDA.
 
 The background never moves: fixed anchors ring the crop border, the FaceMesh face outline from temple to
 jaw is pinned (the forehead may follow the brows), and the field fades to zero just outside the landmarks'
-convex hull. Only the crop (face box plus a
-margin) is computed and pasted back.
+convex hull. Only the crop (face box plus a margin) is computed and pasted back.
 """
 
 from __future__ import annotations
