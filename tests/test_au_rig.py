@@ -190,3 +190,15 @@ def test_a_rendered_smile_encodes_as_au12(rig, astronaut_track):
     assert moved[[61, 291], 1].mean() < -0.04  # the encoded expression lifts the corners
     brows = list(R.RIGHT_BROW_UPPER + R.LEFT_BROW_UPPER)
     assert np.abs(moved[brows, 1]).max() < 0.03  # and leaves the brows where they were (re-tracking noise only)
+
+
+@pytest.mark.parametrize("units", [{"AU1": 1.0, "AU2": 1.0}, {"AU4": 1.0}])
+def test_brows_move_as_one_arch(units):
+    """Raised or lowered, the middle of the brow moves about as far as its ends (left to the spread it lagged, and
+    surprise drew an "M" on the brow)."""
+    rig = default_rig()
+    shift = rig.decode(np.array([units.get(name, 0.0) for name in rig.names], dtype=np.float32))[:, 1]
+    upper = R.RIGHT_BROW_UPPER  # outer → inner
+    ends = (shift[upper[0]] + shift[upper[1]] + shift[upper[3]] + shift[upper[4]]) / 4
+    assert abs(ends) > 0.02
+    assert 0.8 < shift[upper[2]] / ends < 1.25

@@ -74,22 +74,37 @@ _UPPER_LIDS = R.RIGHT_EYE_UPPER + R.LEFT_EYE_UPPER
 _LOWER_LIDS = R.RIGHT_EYE_LOWER + R.LEFT_EYE_LOWER
 _EYE_CORNERS = R.RIGHT_EYE_CORNERS + R.LEFT_EYE_CORNERS
 _BROWS = R.RIGHT_BROW_UPPER + R.RIGHT_BROW_LOWER + R.LEFT_BROW_UPPER + R.LEFT_BROW_LOWER
+# The middle of the brow, between its inner and outer drivers: driven by both brow raisers (and the lowerer) so the
+# brow moves as one arch; left to the spread it lagged, and raised brows got a kink ("M" shape) at ×2.
+_BROW_MIDDLE = tuple(sorted(set(R.RIGHT_BROW_UPPER + R.RIGHT_BROW_LOWER) - set(R.RIGHT_BROW_INNER + R.RIGHT_BROW_OUTER)))
 
 ACTION_UNITS: tuple[ActionUnit, ...] = (
     ActionUnit(
         "AU1",
         "inner brow raiser",
-        (Driver(R.RIGHT_BROW_INNER, dy=-0.08), Driver((9,), dy=-0.04), Driver((108, 151), dy=-0.03)),
+        (
+            Driver(R.RIGHT_BROW_INNER, dy=-0.08),
+            Driver(_BROW_MIDDLE, dy=-0.035),
+            Driver((9,), dy=-0.04),
+            Driver((108, 151), dy=-0.03),
+        ),
         pins=_EYE_MARGINS,
         reach=0.3,
     ),
-    ActionUnit("AU2", "outer brow raiser", (Driver(R.RIGHT_BROW_OUTER, dy=-0.08),), pins=_EYE_MARGINS, reach=0.3),
+    ActionUnit(
+        "AU2",
+        "outer brow raiser",
+        (Driver(R.RIGHT_BROW_OUTER, dy=-0.08), Driver(_BROW_MIDDLE, dy=-0.04)),
+        pins=_EYE_MARGINS,
+        reach=0.3,
+    ),
     ActionUnit(
         "AU4",
         "brow lowerer: brows down and drawn together",
         (
             Driver(R.RIGHT_BROW_INNER, dy=0.055, out=-0.02),
             Driver(R.RIGHT_BROW_OUTER, dy=0.035),
+            Driver(_BROW_MIDDLE, dy=0.045, out=-0.01),
             Driver((9,), dy=0.03),
         ),
         pins=_EYE_MARGINS + (108, 151),

@@ -122,6 +122,7 @@ class Shading:
     emotions: tuple[str, ...]  # the emotions whose prototypes explain offsets (maps of those without data are zero)
     fields: np.ndarray  # [E, 956] each prototype's canonical landmark displacement
     sharpness: float = 20.0  # κ of the softmax over cosine similarities that credits a frame to prototypes
+    min_cosine: float = 0.5  # a frame is credited only to prototypes it points mostly along
     max_share: float = 1.0  # shading never goes beyond the real faces' mean, however far the geometry is pushed
 
     @classmethod
@@ -147,7 +148,8 @@ class Shading:
         The prototypes overlap (sad, angry and happy share cheek and lip-corner units), so a least-squares split of
         a connector's output among them is unstable; a frame is credited instead by direction, through a sharp
         softmax of its cosine similarity to each prototype, and never negatively (the reverse of a fold is not a
-        face).
+        face) nor to a prototype it only leans towards (a smile undone lowers the corners as sadness does: cosine
+        0.37).
         """
         flat = np.asarray(displacement, np.float64).reshape(len(displacement), -1)
         dots = flat @ self.fields.T
@@ -155,7 +157,7 @@ class Shading:
         cosine = dots / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True) * norms, 1e-12)
         credit = np.exp(self.sharpness * (cosine - cosine.max(1, keepdims=True)))
         credit /= credit.sum(1, keepdims=True)
-        return np.maximum(credit * dots / norms**2, 0.0)
+        return np.where(cosine >= self.min_cosine, credit * dots / norms**2, 0.0)
 
     def apply(
         self,
