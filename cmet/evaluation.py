@@ -194,6 +194,7 @@ class _Input:
     box: tuple[int, int, int, int]
     jitter: float
     probabilities: np.ndarray | None  # classifier on the sample frames; None without its weights
+    faces: list  # the classifier's own face box on each sample frame (None: not found), reused on the edits
 
 
 def _measure_input(editor, video: Path, classified: int, tmp: Path) -> _Input:
@@ -207,10 +208,11 @@ def _measure_input(editor, video: Path, classified: int, tmp: Path) -> _Input:
     still = tmp / f"{video.stem}_unedited.mp4"
     editor.edit(video, None, "preset:neutral", 0.0, still)
     unedited = dict(zip(indices.tolist(), _frames_at(still, indices)))
-    try:
-        from cmet.expression_classifier import classify
+    from cmet.expression_classifier import classify, face_box
 
-        probabilities = classify([frames[i] for i in sample])
+    faces = [face_box(frames[i]) for i in sample]
+    try:
+        probabilities = classify([frames[i] for i in sample], faces)
     except MissingWeightsError:
         probabilities = None
     return _Input(
@@ -225,6 +227,7 @@ def _measure_input(editor, video: Path, classified: int, tmp: Path) -> _Input:
         _face_box(source, show, frames[show].shape[:2]),
         _jitter(source),
         probabilities,
+        faces,
     )
 
 
@@ -257,8 +260,11 @@ def _one(editor, clip: _Input, emotion: str, strength: float, options: EvalOptio
 
         if emotion in LABELS:
             column = LABELS.index(emotion)
-            result.classifier_before = float(np.nanmean(clip.probabilities[:, column]))
-            result.classifier_after = float(np.nanmean(classify([edited_frames[i] for i in clip.sample])[:, column]))
+            before = clip.probabilities[:, column]
+            after = classify([edited_frames[i] for i in clip.sample], clip.faces)[:, column]
+            if np.isfinite(before).any():
+                result.classifier_before = float(np.nanmean(before))
+                result.classifier_after = float(np.nanmean(after))
     result.background_psnr = _psnr(
         np.concatenate([clip.unedited[i][m] for i, m in zip(clip.sample, clip.masks)]),
         np.concatenate([edited_frames[i][m] for i, m in zip(clip.sample, clip.masks)]),

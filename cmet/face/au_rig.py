@@ -76,7 +76,9 @@ _EYE_CORNERS = R.RIGHT_EYE_CORNERS + R.LEFT_EYE_CORNERS
 _BROWS = R.RIGHT_BROW_UPPER + R.RIGHT_BROW_LOWER + R.LEFT_BROW_UPPER + R.LEFT_BROW_LOWER
 # The middle of the brow, between its inner and outer drivers: driven by both brow raisers (and the lowerer) so the
 # brow moves as one arch; left to the spread it lagged, and raised brows got a kink ("M" shape) at ×2.
-_BROW_MIDDLE = tuple(sorted(set(R.RIGHT_BROW_UPPER + R.RIGHT_BROW_LOWER) - set(R.RIGHT_BROW_INNER + R.RIGHT_BROW_OUTER)))
+_BROW_MIDDLE = tuple(
+    sorted(set(R.RIGHT_BROW_UPPER + R.RIGHT_BROW_LOWER) - set(R.RIGHT_BROW_INNER + R.RIGHT_BROW_OUTER))
+)
 
 ACTION_UNITS: tuple[ActionUnit, ...] = (
     ActionUnit(

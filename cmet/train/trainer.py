@@ -102,7 +102,7 @@ RECIPES: dict[str, TrainConfig] = {
     # speech vectors are drawn within one speaker (leave-one-speaker-out 32% vs 26% when pooled half the time).
     # Same-emotion pairs (no-change targets) cost eGeMAPS half its held-out accuracy (33.8% → 15.7%): prosody
     # differences between takes of one emotion are as large as between emotions, so it learns to answer nothing.
-    # It also overfits sooner: 1000 steps fall to 19.5% held out (24.8% at 600).
+    # It also overfits sooner: 1000 steps fall to 19.5% held out (22.9–24.8% at 600, depending on the rig).
     "egemaps_v02": TrainConfig(
         steps=600, normalisation="feature", sampler=SamplerConfig(same_speaker_prob=1.0, same_emotion_prob=0.0)
     ),
