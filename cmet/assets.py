@@ -4,8 +4,9 @@ Everything is made here from public-domain or synthetic material. The faces are 
 that ship with Python packages: Grace Hopper's 1984 US Navy portrait (``matplotlib``'s sample data; a neutral
 face with glasses, the first example: emotions show on it plainly and its glasses must stay rigid) and
 ``skimage.data.astronaut()`` (NASA; a smiling face). Their jaw and lips are moved by cmet's own AU rig and warp
-following the loudness of an espeak-ng sentence, with a small head motion; the speech clips are espeak-ng
-voices, neutral (reference) and excited (target: higher pitch, faster, louder).
+following the loudness of an espeak-ng sentence, with a small head motion, and where the lips part further than the
+portrait shows, the gap is painted as a shadowed mouth; the speech clips are espeak-ng voices, neutral (reference)
+and excited (target: higher pitch, faster, louder).
 """
 
 from __future__ import annotations
@@ -100,6 +101,31 @@ def framed_astronaut(width: int, height: int) -> np.ndarray:
     return cv2.copyMakeBorder(portrait, *border, borderType=cv2.BORDER_REPLICATE)
 
 
+MOUTH_COLOUR = (52, 22, 24)  # RGB of a shadowed mouth interior
+
+
+def paint_mouth(image: np.ndarray, still_points: np.ndarray, moved_points: np.ndarray) -> None:
+    """Darken, in place, the part of the moved lips' inner gap that the still did not show.
+
+    A warp only stretches pixels: parting closed lips stretches lip skin across the gap, so a closed-mouthed
+    portrait "talked" without ever showing a mouth (FaceMesh read its opening as zero). What a still already
+    shows between its lips (the astronaut's teeth) is left to the warp.
+    """
+    from cmet.face import regions as R
+
+    def gap(points: np.ndarray) -> np.ndarray:
+        mask = np.zeros(image.shape[:2], np.uint8)
+        outline = np.concatenate([points[list(R.LIPS_INNER_UPPER)], points[list(reversed(R.LIPS_INNER_LOWER))]])
+        cv2.fillPoly(mask, [np.round(outline * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        return mask
+
+    new = cv2.subtract(gap(moved_points), gap(still_points))
+    if not new.any():
+        return
+    alpha = cv2.GaussianBlur(new, (0, 0), 0.8).astype(np.float32)[..., None] / 255.0
+    image[:] = np.round(image * (1.0 - alpha) + np.array(MOUTH_COLOUR, np.float32) * alpha).astype(np.uint8)
+
+
 def talking_clip(
     audio_path: Path, out: Path, size: int | tuple[int, int] | None = None, still: np.ndarray | None = None
 ) -> Path:
@@ -109,6 +135,7 @@ def talking_clip(
     height) gives a clip of the whole astronaut portrait at that size (for benchmarks).
     """
     from cmet.face.au_rig import default_rig
+    from cmet.face.canonical import apply_similarity, invert_similarity
     from cmet.face.landmarks import track
     from cmet.face.warp import Warper, render_expressions
 
@@ -122,6 +149,9 @@ def talking_clip(
     coeffs = np.zeros((frames, len(rig.names)), np.float32)
     coeffs[:, rig.names.index("AU26")] = 0.55 * loudness_envelope(audio, frames)
     displacement = rig.decode(coeffs)
+    to_pixels = invert_similarity(face.transforms[0])
+    still_points = face.landmarks[0, :, :2]
+    moved = apply_similarity(to_pixels, apply_similarity(face.transforms[0], still_points) + displacement)
     warper = Warper()
     t = np.arange(frames) / MODEL_FPS
     with media.VideoWriter(out, MODEL_FPS, audio_source=audio_path) as writer:
@@ -131,6 +161,7 @@ def talking_clip(
             tf = np.repeat(face.transforms[:1], len(rows), axis=0)
             batch = render_expressions(np.repeat(still[None], len(rows), axis=0), lm, tf, displacement[rows], warper)
             for k, image in zip(rows, batch):
+                paint_mouth(image, still_points, moved[k])
                 angle = 2.0 * np.sin(2 * np.pi * 0.4 * t[k])
                 shift = (3.0 * np.sin(2 * np.pi * 0.25 * t[k]), 2.0 * np.sin(2 * np.pi * 0.33 * t[k]))
                 h, w = image.shape[:2]
