@@ -135,9 +135,8 @@ def talking_clip(
     height) gives a clip of the whole astronaut portrait at that size (for benchmarks).
     """
     from cmet.face.au_rig import default_rig
-    from cmet.face.canonical import apply_similarity, invert_similarity
     from cmet.face.landmarks import track
-    from cmet.face.warp import Warper, render_expressions
+    from cmet.face.warp import Warper, image_displacement, render_expressions
 
     still = astronaut_still() if still is None else still
     if size is not None:
@@ -149,9 +148,8 @@ def talking_clip(
     coeffs = np.zeros((frames, len(rig.names)), np.float32)
     coeffs[:, rig.names.index("AU26")] = 0.55 * loudness_envelope(audio, frames)
     displacement = rig.decode(coeffs)
-    to_pixels = invert_similarity(face.transforms[0])
     still_points = face.landmarks[0, :, :2]
-    moved = apply_similarity(to_pixels, apply_similarity(face.transforms[0], still_points) + displacement)
+    moved = still_points + image_displacement(face.transforms[0], displacement)  # where the warp puts them
     warper = Warper()
     t = np.arange(frames) / MODEL_FPS
     with media.VideoWriter(out, MODEL_FPS, audio_source=audio_path) as writer:

@@ -112,7 +112,6 @@ def detect_in_video(
 
     wanted = [index for index in SAMPLED if index < len(valid) and valid[index]]
     if kept is None or any(index not in kept for index in wanted):
-        kept = {}
         reader = iter_frames(video, count=min(len(valid), SAMPLES * SAMPLE_EVERY))
         try:
             kept = {index: frame for index, frame in enumerate(reader) if index in wanted}
