@@ -78,7 +78,8 @@ def test_bases_move_what_their_names_say(rig):
     lower = _basis(rig, "AU4")
     assert lower[107, 1] > 0.04 and lower[336, 1] > 0.04 and lower[107, 0] > 0 > lower[336, 0]  # down, together
     nose = _basis(rig, "AU9")
-    assert nose[98, 1] * up > 0.03 and nose[0, 1] * up > 0.04 and abs(nose[17, 1]) < 1e-9
+    assert nose[98, 1] * up > 0.03 and nose[0, 1] * up > 0.04 and nose[17, 1] * up > 0.04  # the mouth rises whole
+    assert abs(nose[14, 1] - nose[13, 1]) < 1e-9  # and keeps the speaker's gap between the lips
 
 
 def _areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -109,22 +109,8 @@ def key_changes(editor):
     return get
 
 
-# The disgust preset's rendered upper lip comes down slightly (−0.009 IOD at strength 1 on the example) where real
-# faces raise it (+0.09): the connector adds AU15/AU24 to the prototype's AU9 and the render shows the net as a
-# lowering. Strict: the day it is fixed this marker must go.
-KNOWN_WRONG = {("disgusted", "upper_lip_raise")}
-
-
 @pytest.mark.parametrize(
-    ("emotion", "name"),
-    [
-        pytest.param(e, n, marks=pytest.mark.xfail(strict=True, reason="known: see KNOWN_WRONG"))
-        if (e, n) in KNOWN_WRONG
-        else (e, n)
-        for e in KEY_MEASURES
-        for n in KEY_MEASURES[e]
-        if _reliable(e, n)
-    ],
+    ("emotion", "name"), [(e, n) for e in KEY_MEASURES for n in KEY_MEASURES[e] if _reliable(e, n)]
 )
 def test_every_preset_moves_its_key_measures_like_real_faces(editor, emotion, name, key_changes):
     """Right sign per the real-face table, 0 < 0.5 < 1 < 2 in that direction, visible at strength 1, and strength 0

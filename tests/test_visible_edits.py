@@ -78,6 +78,19 @@ def test_neutral_against_neutral_speech_is_no_edit(editor, samples_dir):
     assert np.abs(engine.offsets(analysis, speech)).max() > 0.3
 
 
+def test_edits_move_only_the_units_the_connector_was_trained_on(editor):
+    """Every preset's offsets leave the jaw (the speech's) and contempt's one-sided R12 (not trained: speech does
+    not carry it) exactly still; an unseen speaker's noise there made every smile lopsided."""
+    engine = editor.engine
+    info = media.probe(ASTRONAUT)
+    analysis = engine.analyse(ASTRONAUT, info)
+    frozen = [engine.rig.names.index(n) for n in ("R12", "AU26")]
+    for emotion in ("happy", "sad", "surprised", "angry", "disgusted", "fear", "sarcastic"):
+        offsets = engine.offsets(analysis, engine.speech_vector([], f"preset:{emotion}", 2.0))
+        assert not offsets[:, frozen].any(), emotion
+        assert np.abs(offsets).max() > 0.1, emotion
+
+
 def test_warp_never_folds_even_at_absurd_strength():
     """Landmarks pushed far past each other: the dense map keeps a positive Jacobian everywhere."""
     size = 160

@@ -14,7 +14,7 @@ Coefficients of a video are a ridge-regularised least-squares fit of each frame'
 the video's own neutral shape (by default its median shape), so identity never leaks into them.
 
 ``EMFACS_PROTOTYPES`` are the EMFACS emotion predictions (Ekman & Friesen, EMFACS-7, 1978/1983; see also
-Ekman, Friesen & Hager, FACS Investigator's Guide, 2002): happy 6+12; sad 1+4+15; surprise
+Ekman, Friesen & Hager, FACS Investigator's Guide, 2002): happy 6+12; sad 1+4+15 (and 6+15); surprise
 1+2+5B+26; fear 1+2+4+5+7+20+26; anger 4+5+7+23 (or 24); disgust 9+15+16 (or 10);
 contempt R12A+R14A (one-sided), written in this rig's units. The shipped ``PROTOTYPES`` and each unit's apex
 are fitted to real faces (``cmet.face.calibration``, ``cmet/data/real_faces/calibration.json``), with the EMFACS
@@ -69,6 +69,11 @@ class ActionUnit:
 _EYE_MARGINS = R.RIGHT_EYE_UPPER + R.RIGHT_EYE_LOWER + R.LEFT_EYE_UPPER + R.LEFT_EYE_LOWER
 _UPPER_LIP = tuple(sorted(set(R.LIPS_OUTER_UPPER + R.LIPS_INNER_UPPER) - set(R.LIP_CORNERS + R.INNER_LIP_CORNERS)))
 _LOWER_LIP = tuple(sorted(set(R.LIPS_OUTER_LOWER + R.LIPS_INNER_LOWER) - set(R.LIP_CORNERS + R.INNER_LIP_CORNERS)))
+# The upper-lip raiser lifts the closed mouth as a whole (EMFACS disgust 10+17: the chin pushes the lower lip up
+# with it): the philtrum shortens, the lips keep the speaker's gap, so closures stay closed. Lifting the upper lip
+# alone parted every closure over stretched skin; lifting only its outer edge swelled the lip.
+_MOUTH_MIDDLE = tuple(sorted(set(_UPPER_LIP + _LOWER_LIP) - {185, 191, 409, 415, 146, 95, 375, 324}))
+_MOUTH_NEAR_CORNERS = (185, 191, 146, 95)
 _CORNERS = (R.LIP_CORNERS[0], R.INNER_LIP_CORNERS[0])  # the subject's right corner, outer and inner contour
 _UPPER_LIDS = R.RIGHT_EYE_UPPER + R.LEFT_EYE_UPPER
 _LOWER_LIDS = R.RIGHT_EYE_LOWER + R.LEFT_EYE_LOWER
@@ -137,15 +142,14 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
     ),
     ActionUnit(
         "AU9",
-        "nose wrinkler and upper lip raiser (AU9+AU10)",
+        "nose wrinkler and upper lip raiser (AU9+AU10, with AU17): nose wings and the closed mouth up",
         (
             Driver(R.RIGHT_NOSE_WING, dy=-0.04),
-            Driver(tuple(sorted(set(_UPPER_LIP) - {185, 191, 409, 415})), dy=-0.05),
-            Driver((185, 191), dy=-0.03),
+            Driver(_MOUTH_MIDDLE, dy=-0.045),
+            Driver(_MOUTH_NEAR_CORNERS, dy=-0.03),
             Driver(_CORNERS, dy=-0.02),
-            Driver(R.RIGHT_BROW_INNER, dy=0.02),
         ),
-        pins=_LOWER_LIP + _EYE_MARGINS,
+        pins=_EYE_MARGINS,
         reach=0.12,
     ),
     ActionUnit(
@@ -215,7 +219,7 @@ EMFACS_PROTOTYPES: dict[str, dict[str, float]] = {
     "fear": {"AU1": 0.8, "AU2": 0.6, "AU4": 0.5, "AU5": 1.0, "AU6": 0.4, "AU20": 1.0, "AU26": 0.6},
     "happy": {"AU6": 1.0, "AU12": 1.0},
     "neutral": {},
-    "sad": {"AU1": 1.0, "AU4": 0.6, "AU15": 1.0},
+    "sad": {"AU1": 1.0, "AU4": 0.6, "AU6": 0.5, "AU15": 1.0},
     "surprised": {"AU1": 1.0, "AU2": 1.0, "AU5": 0.5, "AU26": 1.0},
 }
 CALIBRATION_FILE = REAL_FACES_DIR / "calibration.json"

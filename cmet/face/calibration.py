@@ -5,8 +5,9 @@ gives the change of every expression measure against neutral and the mean displa
 The prototype is the non-negative mix of the rig's action units whose measures match the targets (each
 weighted by its uncertainty) while its landmark field stays close to the real one. A measure's target is the
 real value combined, by inverse variance, with what the EMFACS prototype predicts (standard error
-``PRIOR_SE``): where hundreds of people were measured (happy) the photos decide, where the photos are thin or
-noisy (sad brows) FACS fills in. Mouth opening is held at zero: in a talking video the lips follow the
+``PRIOR_SE``): where hundreds of people were measured (happy) the photos decide, where the photos are thin they
+share, and a measure whose photo mean does not stand clear of its own error (sad brows: −0.006 ± 0.012 IOD) is
+FACS's alone. Mouth opening is held at zero: in a talking video the lips follow the
 speech, and the edit must keep them. So where an emotion's photos open the mouth wide (surprised and angry
 faces gape or shout: ≥ ``OPEN_MOUTH`` IOD), the mouth's other measures come from EMFACS alone: the photos' lip
 corners drop and lips thin with the open jaw, and fitted to a closed mouth that reads as sadness. An action
@@ -33,8 +34,13 @@ SPEECH_UNIT = "AU26"  # the jaw drop: the speech moves it, no emotion may
 MIN_APEX = 0.1  # a unit used less than this by every fitted emotion keeps its EMFACS apex
 KEY_TIGHTNESS = 2.0
 PRIOR_SE = 0.015  # how far a real face may stray from the EMFACS prediction of a measure
+SIGNIFICANT = 2.0  # a photo mean within this many standard errors of zero says nothing: FACS alone sets that measure
 OPEN_MOUTH = 0.1  # IOD: photos whose mean mouth opening is this wide do not say what a closed mouth does
 MOUTH_SHAPE = ("mouth_width", "corner_lift", "upper_lip_raise", "lip_thickness")
+# Units only the emotions FACS names them for may use. The nose wrinkler and upper-lip raiser is disgust's own sign;
+# free to all, the fit used it to thicken happy and angry lips (the photos' upper lips rise with the open mouth)
+# and wrinkled the nose of every smile.
+SIGNATURE_UNITS = {"AU9": ("disgusted",)}
 
 
 @dataclass(frozen=True)
@@ -90,20 +96,24 @@ def measure_targets(
 
     ``keys`` (the measures a person reads the emotion by) are held ``KEY_TIGHTNESS`` times tighter. ``transfer``
     is the share of a landmark edit that FaceMesh reads back on a rendered face (the same instrument measured
-    the real faces): targets are raised by it so the rendered edit reads as the real one does.
+    the real faces): real values are raised by it so the rendered edit reads as the real one does. The prior is
+    already a landmark edit and is not raised (raising it tripled FACS's brow gap for anger).
     """
     targets = {}
     gaping = table_entry["measures"]["mouth_open"]["mean"] >= OPEN_MOUTH
+    paired = table_entry.get("method") == "same person"
     for i, name in enumerate(MEASURES):
         if name in HELD_AT_ZERO:
             targets[name] = (0.0, HELD_AT_ZERO[name])
             continue
         stats = table_entry["measures"][name]
-        w_real = 0.0 if gaping and name in MOUTH_SHAPE else 1.0 / max(stats["se"], MIN_SE) ** 2
-        w_prior = 1.0 / PRIOR_SE**2
-        mean = (w_real * stats["mean"] + w_prior * float(prior[i])) / (w_real + w_prior)
         share = (transfer or {}).get(name, 1.0)
-        targets[name] = (mean / share, (w_real + w_prior) ** -0.5 / (KEY_TIGHTNESS if name in keys else 1.0) / share)
+        unsure = abs(stats["mean"]) < SIGNIFICANT * stats["se"]
+        w_real = 0.0 if unsure or (gaping and name in MOUTH_SHAPE) else (share / max(stats["se"], MIN_SE)) ** 2
+        sure = name in keys and w_real > 0 and paired  # a key measure within person and significant: photos decide
+        w_prior = 0.0 if sure else 1.0 / PRIOR_SE**2
+        mean = (w_real * stats["mean"] / share + w_prior * float(prior[i])) / (w_real + w_prior)
+        targets[name] = (mean, (w_real + w_prior) ** -0.5 / (KEY_TIGHTNESS if name in keys else 1.0))
     return targets
 
 
@@ -155,7 +165,8 @@ def calibrate(
         if emotion != "neutral" and entry and entry["photos"] >= min_photos and emotion in fields:
             prior = jacobian @ (emfacs_coeffs @ bases.reshape(len(bases), -1))
             targets = measure_targets(entry, prior, KEY_MEASURES.get(emotion, ()), (transfer or {}).get(emotion))
-            raw[emotion] = fit_emotion(bases, jacobian, targets, fields[emotion], units)
+            allowed = [k for k in units if emotion in SIGNATURE_UNITS.get(names[k], (emotion,))]
+            raw[emotion] = fit_emotion(bases, jacobian, targets, fields[emotion], allowed)
             people = f"{entry['people']} people" if entry["people"] else f"{entry['photos']} photos vs all neutral"
             sources[emotion] = f"fitted to real faces ({entry['method']}, {people})"
         else:

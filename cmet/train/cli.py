@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> None:
             log=log,
             on_fold=lambda speaker, fold: folds.__setitem__(speaker, fold),
         )
-        log("leave-one-speaker-out accuracy (neutral → 7 emotions, nearest AU prototype):")
+        log(f"leave-one-speaker-out accuracy (neutral → {round(1 / loso.chance)} emotions, nearest AU prototype):")
         for line in loso.lines():
             log(line)
         for speaker, fold in folds.items():  # each fold's gain comes from the other folds only

@@ -51,6 +51,11 @@ def checkpoint_meta(
     }
 
 
+def _left_out(sampler: dict) -> str:
+    unheard = sampler.get("unheard") or ()
+    return f" ({', '.join(unheard)} left out: speech hardly carries it)" if unheard else ""
+
+
 def model_card(meta: dict) -> str:
     """A short human-readable card generated from the meta (so it can never disagree with it)."""
     data = meta["data"]
@@ -74,7 +79,8 @@ def model_card(meta: dict) -> str:
         f"- Speech: `{data['root']}` ({data['source']}); speakers {speakers}; clips per emotion: {clips}.",
         "- Visual targets: the rig's emotion prototypes (`cmet.face.au_rig.PROTOTYPES`), fitted to real faces "
         "(`cmet/data/real_faces/`); no video was used.",
-        "- Training pairs: all ordered emotion pairs, speech vector = mean of a random subset of target clips − "
+        f"- Training pairs: all ordered pairs of {', '.join(meta['emotions'])}{_left_out(cfg['sampler'])}, "
+        "speech vector = mean of a random subset of target clips − "
         "mean of a random subset of source clips (the release's sampler), intensity "
         f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors; "
         f"{100 * cfg['sampler'].get('same_emotion_prob', 0):.0f}% of pairs are one emotion against itself "
