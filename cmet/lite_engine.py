@@ -21,7 +21,7 @@ from cmet.config import E2V, EGEMAPS, ENCODER_FOLDERS, lite_dir
 from cmet.connector import Connector
 from cmet.engine import Engine, fill_faceless
 from cmet.errors import CmetWarning, MissingWeightsError
-from cmet.face.au_rig import PROTOTYPES, default_rig
+from cmet.face.au_rig import AU_NAMES, PROTOTYPES, default_rig
 from cmet.face.canonical import apply_similarity
 from cmet.face.landmarks import FaceTrack
 from cmet.face.rigid import SAMPLED, RigidParts, detect_in_video
@@ -44,15 +44,17 @@ class Analysis:
     rigid: RigidParts | None = None  # glasses frames the warp keeps still
 
 
-def trained_units(meta: dict[str, Any]) -> np.ndarray:
-    """``[K]`` 1 for the units some emotion the connector was trained on moves, 0 for the rest.
+def heard_units(meta: dict[str, Any]) -> np.ndarray:
+    """``[K]`` 1 for the units some emotion the connector hears moves (``audible`` in its meta: mean held-out
+    reach ≥ 0.3), 0 for the rest.
 
-    The connector was only ever asked for zero on the others (the jaw, which speech moves; contempt's one-sided
-    R12 when contempt is not trained), so what an unseen speaker draws there is noise: R12 −0.13 on a held-out
-    smile, a lopsided mouth.
+    Elsewhere the connector draws noise for an unseen speaker: the jaw, which no emotion moves (the speech does),
+    and the one-sided R12 of contempt, which no speech space tells from neutral (R12 −0.2 to −0.4 in every edit
+    made the mouth lopsided).
     """
-    trained = [PROTOTYPES[e] for e in meta.get("emotions", PROTOTYPES) if e in PROTOTYPES]
-    return (np.abs(np.stack(trained)).max(axis=0) > 0).astype(np.float32)
+    heard = meta.get("audible", meta.get("emotions", list(PROTOTYPES)))
+    units = [PROTOTYPES[e] for e in heard if e in PROTOTYPES]
+    return (np.abs(np.stack(units)).max(axis=0) > 0).astype(np.float32) if units else np.ones(len(AU_NAMES), np.float32)
 
 
 class LiteEngine(Engine[Analysis]):
@@ -136,7 +138,7 @@ class LiteEngine(Engine[Analysis]):
                 stacklevel=3,
             )
         gain = speech.gain * weight * float(meta.get("output_gain", 1.0))
-        return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto) * trained_units(meta)
+        return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto) * heard_units(meta)
 
     def render(
         self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray, own: bool = False

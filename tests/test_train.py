@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,13 +17,14 @@ import torch
 from cmet.connector import Connector, infer_offsets
 from cmet.errors import InputError
 from cmet.face.au_rig import AU_NAMES, PROTOTYPES
+from cmet.lite_engine import heard_units
 from cmet.semantic import load_presets
 from cmet.speech import get_encoder
 from cmet.train.cli import main
 from cmet.train.data import MEAD_EMOTIONS, NEUTRAL, index_clips, load_pools
-from cmet.train.evaluate import EvalConfig, evaluate_fold, nearest_prototype
+from cmet.train.evaluate import EvalConfig, FoldResult, LosoResult, evaluate_fold, nearest_prototype
 from cmet.train.presets import build_presets
-from cmet.train.sampler import PairSampler, SamplerConfig
+from cmet.train.sampler import SamplerConfig
 from cmet.train.trainer import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,20 +99,20 @@ def test_training_lowers_the_loss(tiny_run):
     assert np.mean(tiny_run.losses[-5:]) < 0.8 * np.mean(tiny_run.losses[:5])
 
 
-def test_unheard_emotions_are_left_out_of_training(pools, tmp_path):
-    """Contempt's speech is hardly told from neutral, so it is not trained (see ``SamplerConfig.unheard``); data
-    with nothing else to learn is refused in a sentence."""
-    sampler = PairSampler(pools, PROTOTYPES, np.ones(DIM), SamplerConfig(), np.random.default_rng(0))
-    assert "contempt" not in sampler.emotions and {"neutral", "happy", "sad"} <= set(sampler.emotions)
-    everything = PairSampler(pools, PROTOTYPES, np.ones(DIM), SamplerConfig(unheard=()), np.random.default_rng(0))
-    assert "contempt" in everything.emotions
-    root = make_pools(tmp_path / "pools")
-    for folder in root.iterdir():
-        if folder.name not in ("neutral", "contempt"):
-            shutil.rmtree(folder)
-    only = load_pools(index_clips(root), get_encoder("emotion2vec"))
-    with pytest.raises(InputError, match="two emotions besides contempt"):
-        PairSampler(only, PROTOTYPES, np.ones(DIM), SamplerConfig(), np.random.default_rng(0))
+def test_the_engine_moves_only_what_the_connector_hears():
+    """An emotion is heard where its mean held-out reach is ≥ 0.3 (leaving a speaker's own fold out for that
+    speaker's connector); the engine then moves only the units of heard emotions (not the jaw, not R12)."""
+    folds = [
+        FoldResult("A", 1.0, 1.0, 1.0, reach={"happy": 0.9, "contempt": 0.1, "sad": 0.2}),
+        FoldResult("B", 1.0, 1.0, 1.0, reach={"happy": 1.0, "contempt": -0.1, "sad": 0.5}),
+    ]
+    loso = LosoResult(folds, chance=1 / 3)
+    assert loso.audible() == ["happy", "sad"]
+    assert loso.audible(exclude="B") == ["happy"]
+    mask = heard_units({"audible": ["happy"], "emotions": ["neutral", "happy", "contempt"]})
+    moved = {name for name, m in zip(AU_NAMES, mask) if m}
+    assert moved == {n for n, c in zip(AU_NAMES, PROTOTYPES["happy"]) if c} and "R12" not in moved
+    assert heard_units({"emotions": ["happy", "contempt"]})[AU_NAMES.index("R12")] == 1  # no report: all it learnt
 
 
 class Interrupted(Exception):
@@ -207,7 +207,7 @@ def test_torchrun_two_cpu_processes(data_root, tmp_path):
 def _preset_accuracy(folder: str) -> tuple[int, int]:
     connector, meta = Connector.load(LITE / folder)
     presets = load_presets(PRESETS / folder)
-    emotions = [e for e in meta["emotions"] if e != NEUTRAL]  # the ones it was trained on (not contempt)
+    emotions = [e for e in MEAD_EMOTIONS if e != NEUTRAL]
     scale = np.asarray(meta["speech_scale"], dtype=np.float32)
     vectors = np.stack([presets[e].vector for e in emotions] + [np.zeros_like(scale)]) / scale
     still = np.zeros((20, connector.config.visual_dim), np.float32)
@@ -218,7 +218,7 @@ def _preset_accuracy(folder: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("folder", "least"),
-    # eGeMAPS separates emotions far less (prosody only): 3 of 6 (chance: 1) is what the shipped weights reach.
+    # eGeMAPS separates emotions far less (prosody only): 3 of 7 (chance: 1) is what the shipped weights reach.
     [("emotion2vec", 6), ("egemaps", 3)],
 )
 def test_committed_checkpoint_maps_presets_to_their_emotion(folder, least):
@@ -230,7 +230,6 @@ def test_committed_checkpoint_maps_presets_to_their_emotion(folder, least):
 def test_committed_checkpoints_match_the_rig(folder):
     connector, meta = Connector.load(LITE / folder)
     assert meta["au_names"] == list(AU_NAMES)
-    assert "contempt" not in meta["emotions"]  # trained without it: speech does not carry it
     assert connector.config.speech_dim == len(meta["speech_scale"]) == get_encoder(meta["encoder"]).dim
     assert sum(f.stat().st_size for f in (LITE / folder).iterdir()) < 5e6
 
@@ -247,7 +246,8 @@ def test_committed_emotion2vec_connector_is_rescored_from_its_weights(samples_di
     for speaker in pools.speakers:
         fold = evaluate_fold(shipped, pools, pools.restrict([speaker]), PROTOTYPES, EvalConfig(repeats=4), speaker)
         assert fold.accuracy >= max(0.9, meta["heldout"]["accuracy"][speaker] - 0.05), fold.line()
-        assert all(reach >= 0.6 for reach in fold.reach.values()), fold.line()  # most of each prototype at strength 1
+        # most of each prototype at strength 1 (contempt: emotion2vec+ hardly tells it from neutral, see the card)
+        assert all(reach >= 0.6 for emotion, reach in fold.reach.items() if emotion != "contempt"), fold.line()
 
 
 def test_committed_presets_rebuild_from_samples(samples_dir):

@@ -78,9 +78,9 @@ def test_neutral_against_neutral_speech_is_no_edit(editor, samples_dir):
     assert np.abs(engine.offsets(analysis, speech)).max() > 0.3
 
 
-def test_edits_move_only_the_units_the_connector_was_trained_on(editor):
-    """Every preset's offsets leave the jaw (the speech's) and contempt's one-sided R12 (not trained: speech does
-    not carry it) exactly still; an unseen speaker's noise there made every smile lopsided."""
+def test_edits_move_only_the_units_of_emotions_the_connector_hears(editor):
+    """Every preset's offsets leave the jaw (the speech's) and contempt's one-sided R12 (emotion2vec+ does not hear
+    contempt: held-out reach about 0) exactly still; an unseen speaker's noise there made every smile lopsided."""
     engine = editor.engine
     info = media.probe(ASTRONAUT)
     analysis = engine.analyse(ASTRONAUT, info)
@@ -105,16 +105,20 @@ def test_warp_never_folds_even_at_absurd_strength():
 
 
 @pytest.mark.slow
-def test_eval_measures_a_visible_happy_edit_on_the_example(editor, tmp_path):
-    """The whole chain as a user sees it: render, re-track the output, compare with real faces."""
+def test_eval_measures_a_visible_happy_edit_on_the_example(tmp_path):
+    """The whole chain as ``cmet eval`` runs it (its own near-lossless renders): render, re-track the output, compare
+    with real faces. On the neutral first example: the astronaut already smiles, so her corners have little room
+    left, and her open, toothy mouth moves about a pixel while she talks, so its lip correlation is FaceMesh's
+    noise (0.54–0.85 for edits that look the same)."""
     options = EvalOptions(emotions=("happy",), strengths=(1.0, 2.0), classified_frames=8)
-    results = evaluate([ASTRONAUT], tmp_path, options, editor=editor, log=lambda line: None)
+    results = evaluate([EXAMPLES / FIRST_EXAMPLE], tmp_path, options, log=lambda line: None)
     one, two = results
     assert one.key["mouth_width"] >= 0.8 and one.key["corner_lift"] >= 0.8
     assert one.measures["mouth_width"] > 0 and one.measures["corner_lift"] > 0
     # strength 2 adds clearly more (the mouth saturates first: FaceMesh reads 1.3-1.5x on these faces)
     assert two.measures["mouth_width"] > 1.25 * one.measures["mouth_width"]
-    # the lips still follow the speech (this clip's mouth barely opens, so tracking noise weighs: 0.98 on real speech)
+    # the lips still follow the speech (this clip's mouth opens at most 0.06 IOD, so tracking noise weighs: 0.98 on
+    # real speech)
     assert one.lip_correlation >= 0.75
     assert one.background_psnr >= 40
     assert one.jitter_ratio < 1.5

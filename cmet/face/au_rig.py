@@ -71,7 +71,9 @@ _UPPER_LIP = tuple(sorted(set(R.LIPS_OUTER_UPPER + R.LIPS_INNER_UPPER) - set(R.L
 _LOWER_LIP = tuple(sorted(set(R.LIPS_OUTER_LOWER + R.LIPS_INNER_LOWER) - set(R.LIP_CORNERS + R.INNER_LIP_CORNERS)))
 # The upper-lip raiser lifts the closed mouth as a whole (EMFACS disgust 10+17: the chin pushes the lower lip up
 # with it): the philtrum shortens, the lips keep the speaker's gap, so closures stay closed. Lifting the upper lip
-# alone parted every closure over stretched skin; lifting only its outer edge swelled the lip.
+# alone parted every closure over stretched skin; lifting only its outer edge swelled the lip. The corners stay,
+# so the mouth arches as in a sneer, and the connector's small "not disgust" in other emotions (AU9 −0.3 in a
+# smile) does not pull smiling corners down.
 _MOUTH_MIDDLE = tuple(sorted(set(_UPPER_LIP + _LOWER_LIP) - {185, 191, 409, 415, 146, 95, 375, 324}))
 _MOUTH_NEAR_CORNERS = (185, 191, 146, 95)
 _CORNERS = (R.LIP_CORNERS[0], R.INNER_LIP_CORNERS[0])  # the subject's right corner, outer and inner contour
@@ -146,10 +148,9 @@ ACTION_UNITS: tuple[ActionUnit, ...] = (
         (
             Driver(R.RIGHT_NOSE_WING, dy=-0.04),
             Driver(_MOUTH_MIDDLE, dy=-0.045),
-            Driver(_MOUTH_NEAR_CORNERS, dy=-0.03),
-            Driver(_CORNERS, dy=-0.02),
+            Driver(_MOUTH_NEAR_CORNERS, dy=-0.02),
         ),
-        pins=_EYE_MARGINS,
+        pins=_EYE_MARGINS + _CORNERS,
         reach=0.12,
     ),
     ActionUnit(

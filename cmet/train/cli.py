@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> None:
             log=log,
             on_fold=lambda speaker, fold: folds.__setitem__(speaker, fold),
         )
-        log(f"leave-one-speaker-out accuracy (neutral → {round(1 / loso.chance)} emotions, nearest AU prototype):")
+        log("leave-one-speaker-out accuracy (neutral → 7 emotions, nearest AU prototype):")
         for line in loso.lines():
             log(line)
         for speaker, fold in folds.items():  # each fold's gain comes from the other folds only
@@ -134,6 +134,7 @@ def _train(args: argparse.Namespace) -> None:
             fold_pools = pools.restrict(s for s in pools.speakers if s != speaker)
             meta = checkpoint_meta(fold, config, encoder.name, list(AU_NAMES), data, None, _command(args), fold_pools)
             meta["output_gain"] = loso.output_gain(exclude=speaker)
+            meta["audible"] = loso.audible(exclude=speaker)
             save_lite(fold, state_dir / f"heldout_{speaker}" / args.speech, meta)
     log(f"final: train on {', '.join(pools.speakers)}")
     result = train(pools, PROTOTYPES, config, state_path=state_dir / "final.pt", resume=args.resume, log=log)
@@ -142,6 +143,7 @@ def _train(args: argparse.Namespace) -> None:
     data = {"root": _display(root), "source": _source(encoder.name), "clips": counts}
     meta = checkpoint_meta(result, config, encoder.name, list(AU_NAMES), data, loso, _command(args), pools)
     meta["output_gain"] = loso.output_gain() if loso is not None else 1.0
+    meta["audible"] = loso.audible() if loso is not None else [e for e in result.emotions if e != "neutral"]
     out = args.out if args.out is not None else lite_dir() / args.speech
     folder = save_lite(result, out, meta)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

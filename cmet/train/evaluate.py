@@ -88,6 +88,7 @@ class LosoResult:
             "reach": {f.speaker: {k: round(v, 3) for k, v in f.reach.items()} for f in self.folds},
             "neutral_response": {f.speaker: round(f.neutral_response, 3) for f in self.folds},
             "output_gain": self.output_gain(),
+            "audible": self.audible(),
             "chance": round(self.chance, 4),
         }
 
@@ -100,6 +101,16 @@ class LosoResult:
         """
         reaches = [r for f in self.folds if f.speaker != exclude for r in f.reach.values() if r >= AUDIBLE_REACH]
         return round(float(np.clip(1.0 / np.mean(reaches), 1.0, MAX_GAIN)), 3) if reaches else 1.0
+
+    def audible(self, exclude: str | None = None) -> list[str]:
+        """The emotions whose mean held-out reach is at least ``AUDIBLE_REACH``: the ones the encoder hears.
+
+        The engine moves only their units; what a connector draws on an unheard emotion's own unit (contempt's
+        one-sided R12: −0.2 to −0.4 on any unseen speaker's edit) is noise, a lopsided mouth.
+        """
+        folds = [f for f in self.folds if f.speaker != exclude]
+        emotions = sorted({e for f in folds for e in f.reach})
+        return [e for e in emotions if np.mean([f.reach[e] for f in folds if e in f.reach]) >= AUDIBLE_REACH]
 
     def lines(self) -> list[str]:
         out = [f.line() for f in self.folds]

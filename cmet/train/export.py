@@ -51,11 +51,6 @@ def checkpoint_meta(
     }
 
 
-def _left_out(sampler: dict) -> str:
-    unheard = sampler.get("unheard") or ()
-    return f" ({', '.join(unheard)} left out: speech hardly carries it)" if unheard else ""
-
-
 def model_card(meta: dict) -> str:
     """A short human-readable card generated from the meta (so it can never disagree with it)."""
     data = meta["data"]
@@ -79,8 +74,7 @@ def model_card(meta: dict) -> str:
         f"- Speech: `{data['root']}` ({data['source']}); speakers {speakers}; clips per emotion: {clips}.",
         "- Visual targets: the rig's emotion prototypes (`cmet.face.au_rig.PROTOTYPES`), fitted to real faces "
         "(`cmet/data/real_faces/`); no video was used.",
-        f"- Training pairs: all ordered pairs of {', '.join(meta['emotions'])}{_left_out(cfg['sampler'])}, "
-        "speech vector = mean of a random subset of target clips − "
+        "- Training pairs: all ordered emotion pairs, speech vector = mean of a random subset of target clips − "
         "mean of a random subset of source clips (the release's sampler), intensity "
         f"×U{tuple(cfg['sampler']['intensity'])} shared by speech and visual vectors; "
         f"{100 * cfg['sampler'].get('same_emotion_prob', 0):.0f}% of pairs are one emotion against itself "
@@ -121,6 +115,8 @@ def model_card(meta: dict) -> str:
                 f"check of the speech vector against clip spread, which removes it): {noise}",
                 f"- output gain (1 / mean held-out reach of the emotions the encoder hears; the engine applies it): "
                 f"{heldout.get('output_gain', 1.0)}",
+                f"- emotions it hears (mean held-out reach ≥ 0.3; an edit moves only their action units): "
+                f"{', '.join(heldout.get('audible', []))}",
             ]
     lines += ["", "## Reproduce", "```", meta["command"], "```", ""]
     return "\n".join(lines)

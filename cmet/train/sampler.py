@@ -1,7 +1,6 @@
 """Training examples for the lite connector, following the release's sampler (CMET_FACTS §1.4).
 
-Each example picks an ordered emotion pair e1 → e2 (all pairs, not only neutral → X; ``unheard`` emotions
-are left out). Its speech vector is
+Each example picks an ordered emotion pair e1 → e2 (all pairs, not only neutral → X). Its speech vector is
 mean(random subset of e2 clips) − mean(random subset of e1 clips), from pools of the training speakers; its
 visual target is the AU-prototype difference P[e2] − P[e1]. Because our visual space is the AU rig rather than
 tracked MEAD video, the per-frame expressions are synthesised: the source prototype plus a per-example offset
@@ -41,11 +40,6 @@ class SamplerConfig:
     ref_gain: tuple[float, float] = (0.5, 1.5)
     ref_noise: float = 0.1
     same_speaker_prob: float = 0.5
-    # Emotions left out of training. emotion2vec+ and eGeMAPS hardly tell contempt's speech from neutral (held-out
-    # reach −0.5 to 0.2), so X → contempt pairs (≈ X → neutral in speech) asked for −X plus the one-sided R12, and
-    # through the flipped pass every neutral → X answer learnt a little negative contempt: R12 −0.2 to −0.46 on an
-    # unseen speaker, a lopsided mouth in every edit and lip corners 8% lower in a smile.
-    unheard: tuple[str, ...] = ("contempt",)
 
 
 @dataclass
@@ -84,10 +78,7 @@ class PairSampler:
     ):
         self.config = config
         self.rng = rng
-        self.emotions = [e for e in usable_emotions(pools, prototypes) if e not in config.unheard]
-        if len(self.emotions) < 2:
-            unheard = ", ".join(config.unheard)
-            raise InputError(f"Training needs two emotions besides {unheard}, which speech does not carry.")
+        self.emotions = usable_emotions(pools, prototypes)
         self.protos = np.stack([np.asarray(prototypes[e], dtype=np.float64) for e in self.emotions])
         self.rms = float(np.sqrt(np.mean(self.protos**2))) or 1.0
         self.scale = np.asarray(scale, dtype=np.float64)
