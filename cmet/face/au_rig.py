@@ -72,8 +72,8 @@ _LOWER_LIP = tuple(sorted(set(R.LIPS_OUTER_LOWER + R.LIPS_INNER_LOWER) - set(R.L
 # The upper-lip raiser lifts the closed mouth as a whole (EMFACS disgust 10+17: the chin pushes the lower lip up
 # with it): the philtrum shortens, the lips keep the speaker's gap, so closures stay closed. Lifting the upper lip
 # alone parted every closure over stretched skin; lifting only its outer edge swelled the lip. The corners stay,
-# so the mouth arches as in a sneer, and the connector's small "not disgust" in other emotions (AU9 −0.3 in a
-# smile) does not pull smiling corners down.
+# so the mouth arches as in a sneer, and a little negative AU9 that the connector adds to other emotions does not
+# pull smiling corners down.
 _MOUTH_MIDDLE = tuple(sorted(set(_UPPER_LIP + _LOWER_LIP) - {185, 191, 409, 415, 146, 95, 375, 324}))
 _MOUTH_NEAR_CORNERS = (185, 191, 146, 95)
 _CORNERS = (R.LIP_CORNERS[0], R.INNER_LIP_CORNERS[0])  # the subject's right corner, outer and inner contour

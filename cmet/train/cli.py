@@ -143,7 +143,8 @@ def _train(args: argparse.Namespace) -> None:
     data = {"root": _display(root), "source": _source(encoder.name), "clips": counts}
     meta = checkpoint_meta(result, config, encoder.name, list(AU_NAMES), data, loso, _command(args), pools)
     meta["output_gain"] = loso.output_gain() if loso is not None else 1.0
-    meta["audible"] = loso.audible() if loso is not None else [e for e in result.emotions if e != "neutral"]
+    if loso is not None:  # without a report the engine moves every unit the connector learnt
+        meta["audible"] = loso.audible()
     out = args.out if args.out is not None else lite_dir() / args.speech
     folder = save_lite(result, out, meta)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
