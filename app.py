@@ -39,7 +39,7 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from pydantic import ValidationError
 
 from cmet import EditResult, EmotionEditor, quiet
-from cmet.assets import FIRST_EXAMPLE
+from cmet.assets import example_videos
 from cmet.config import STRENGTH_RANGE, RuntimeConfig
 from cmet.doctor import diagnose
 from cmet.engines import official_missing
@@ -440,18 +440,13 @@ def clip_pool(label: str, elem_id: str) -> gr.File:
     return pool
 
 
-def _example_videos() -> list[Path]:
-    """The example clips, the neutral face first (the one a first click should show changing plainly)."""
-    return sorted(EXAMPLES_DIR.glob("*.mp4"), key=lambda p: (p.name != FIRST_EXAMPLE, p.name))
-
-
 def _example_speech(kind: str) -> list[str]:
     return [str(p) for p in sorted((EXAMPLES_DIR / kind).glob("*.wav"))]
 
 
 def example_rows(preset: str | None) -> list[list[Any]]:
     """Examples from assets/examples: the neutral face with ``preset`` first, then each clip with the target speech."""
-    videos, reference, target = _example_videos(), _example_speech("reference"), _example_speech("target")
+    videos, reference, target = example_videos(EXAMPLES_DIR), _example_speech("reference"), _example_speech("target")
     if not videos or not reference:
         return []
     rows = [[str(v), reference, target, NO_PRESET, 1.0] for v in videos if target]
@@ -460,7 +455,7 @@ def example_rows(preset: str | None) -> list[list[Any]]:
 
 def compare_example_rows(basic: list[str], extended: list[str]) -> list[list[Any]]:
     """The Compare tab's example: the neutral face with the emotions that read most plainly, and one extended."""
-    videos, reference = _example_videos(), _example_speech("reference")
+    videos, reference = example_videos(EXAMPLES_DIR), _example_speech("reference")
     shown = [e for e in ("happy", "sad", "surprised", "angry") if e in basic]
     if not videos or not reference or not shown:
         return []

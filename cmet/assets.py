@@ -1,9 +1,10 @@
 """Regenerate the example inputs in ``assets/examples/`` (``python -m cmet.assets``).
 
-Everything is made here from public-domain or synthetic material. The faces are two public-domain portraits
-that ship with Python packages: Grace Hopper's 1984 US Navy portrait (``matplotlib``'s sample data; a neutral
-face with glasses, the first example: emotions show on it plainly and its glasses must stay rigid) and
-``skimage.data.astronaut()`` (NASA; a smiling face). Their jaw and lips are moved by cmet's own AU rig and warp
+Everything is made here from openly licensed or synthetic material. The faces: a neutral, glasses-free face
+from the Face Research Lab London Set (CC BY 4.0, ``assets/portraits``; the first example, on which every emotion
+shows plainly), Grace Hopper's 1984 US Navy portrait (public domain, ``matplotlib``'s sample data; neutral, with
+thick glasses that must stay rigid) and ``skimage.data.astronaut()`` (NASA, public domain; a smiling face with
+open lips). Their jaw and lips are moved by cmet's own AU rig and warp
 following the loudness of an espeak-ng sentence, with a small head motion, and where the lips part further than the
 portrait shows, the gap is painted as a shadowed mouth; the speech clips are espeak-ng voices, neutral (reference)
 and excited (target: higher pitch, faster, louder).
@@ -25,6 +26,7 @@ from cmet.config import MODEL_FPS, REPO_ROOT, SPEECH_RATE
 from cmet.errors import InputError
 
 EXAMPLES = REPO_ROOT / "assets" / "examples"
+PORTRAITS = REPO_ROOT / "assets" / "portraits"
 SENTENCES = (
     "The weather report says it will rain again tomorrow.",
     "Please put the blue folder on the second shelf.",
@@ -34,7 +36,7 @@ SPOKEN = "I walked to the market this morning and bought some fresh bread and ap
 VOICES = {"reference": ("-s", "150", "-p", "45", "-a", "90"), "target": ("-s", "205", "-p", "85", "-a", "170")}
 CROP = (120, 10, 440, 330)  # x0, y0, x1, y1 of the astronaut's head and shoulders: 320x320
 HOPPER_CROP = (100, 40, 420, 360)  # the same for Grace Hopper's portrait (512x600)
-FIRST_EXAMPLE = "hopper_talking.mp4"  # the neutral face the app shows first
+FIRST_EXAMPLE = "london_talking.mp4"  # the neutral face the app shows first
 
 
 def astronaut_still() -> np.ndarray:
@@ -52,7 +54,17 @@ def hopper_still() -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[y0:y1, x0:x1])
 
 
-PORTRAITS = {FIRST_EXAMPLE: hopper_still, "astronaut_talking.mp4": astronaut_still}
+def london_still() -> np.ndarray:
+    """Face 007 of the London Set, head and shoulders, 320x320 (see assets/portraits/README.md)."""
+    return cv2.cvtColor(cv2.imread(str(PORTRAITS / "london_007.jpg")), cv2.COLOR_BGR2RGB)
+
+
+def example_videos(root: Path = EXAMPLES) -> list[Path]:
+    """The example clips in ``root``, the neutral face first (the one a first click should show changing plainly)."""
+    return sorted(root.glob("*.mp4"), key=lambda p: (p.name != FIRST_EXAMPLE, p.name))
+
+
+STILLS = {FIRST_EXAMPLE: london_still, "hopper_talking.mp4": hopper_still, "astronaut_talking.mp4": astronaut_still}
 
 
 def speak(text: str, out: Path, voice: tuple[str, ...]) -> Path:
@@ -180,7 +192,7 @@ def build(root: Path = EXAMPLES) -> list[Path]:
             written.append(speak(text, folder / f"{name}_{i}.wav", voice))
     with tempfile.TemporaryDirectory() as tmp:
         spoken = speak(SPOKEN, Path(tmp) / "spoken.wav", VOICES["reference"])
-        for name, portrait in PORTRAITS.items():
+        for name, portrait in STILLS.items():
             written.append(talking_clip(spoken, root / name, still=portrait()))
     return written
 

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from cmet import media
-from cmet.config import REAL_FACES_DIR, REPO_ROOT, RuntimeConfig
+from cmet.assets import example_videos
+from cmet.config import REAL_FACES_DIR, RuntimeConfig
 from cmet.errors import InputError, MissingWeightsError
 from cmet.face import regions as R
 from cmet.face.landmarks import FaceTrack, track
@@ -305,7 +306,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    videos = args.videos or sorted((REPO_ROOT / "assets" / "examples").glob("*.mp4"))
+    videos = args.videos or example_videos()
     if not videos:
         raise InputError("Give the talking-face videos to evaluate (the examples are in a checkout's assets/examples).")
     options = EvalOptions(tuple(args.emotions), tuple(args.strength), args.pools, args.speaker)

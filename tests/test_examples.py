@@ -44,3 +44,28 @@ def test_first_example_talks_with_visible_opening():
     opening = expression_measures(track(clip).canonical())["mouth_open"]
     assert np.nanpercentile(opening, 95) > 0.03  # FaceMesh sees her lips part (IOD)
     assert np.nanpercentile(opening, 10) < 0.01  # and close again between words
+
+
+def test_first_example_is_a_neutral_face_without_glasses():
+    """The first click must show a face whose every emotion can appear: neutral to an independent classifier, and no
+    frames holding its brows and lids still."""
+    from cmet.assets import STILLS
+    from cmet.expression_classifier import LABELS, classify
+    from cmet.face.rigid import detect
+
+    still = STILLS[FIRST_EXAMPLE]()
+    probabilities = classify([still])[0]
+    assert LABELS[int(np.argmax(probabilities))] == "neutral" and probabilities[LABELS.index("neutral")] > 0.5
+    assert detect([still], track([still]).transforms) is None
+
+
+def test_every_example_clip_has_its_portrait():
+    """``python -m cmet.assets`` can rebuild each clip: its portrait loads (the first from assets/portraits, with
+    its licence note beside it)."""
+    from cmet.assets import PORTRAITS, STILLS
+
+    assert {p.name for p in EXAMPLES.glob("*.mp4")} == set(STILLS)
+    assert "CC BY 4.0" in (PORTRAITS / "README.md").read_text()
+    for name, still in STILLS.items():
+        image = still()
+        assert image.dtype == np.uint8 and image.shape == (320, 320, 3), name
