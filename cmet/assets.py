@@ -55,8 +55,8 @@ def hopper_still() -> np.ndarray:
 
 
 def london_still() -> np.ndarray:
-    """Face 007 of the London Set, head and shoulders, 320x320 (see assets/portraits/README.md)."""
-    return cv2.cvtColor(cv2.imread(str(PORTRAITS / "london_007.jpg")), cv2.COLOR_BGR2RGB)
+    """Face 012 of the London Set, head and shoulders, 320x320 (see assets/portraits/README.md)."""
+    return cv2.cvtColor(cv2.imread(str(PORTRAITS / "london_012.jpg")), cv2.COLOR_BGR2RGB)
 
 
 def example_videos(root: Path = EXAMPLES) -> list[Path]:

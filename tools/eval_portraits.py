@@ -8,7 +8,8 @@ probability for it rises by at least ``RISE`` over the unedited clip. Files that
 The README's figures come from the first 12 neutral front photos of the Face Research Lab London Set
 (CC BY 4.0; github.com/debruine/webmorphR.stim, ``inst/neutral_front``), none of which cmet was fitted to:
 
-    python tools/eval_portraits.py /path/to/webmorphR.stim/inst/neutral_front --limit 12 --strength 1 2
+    python tools/eval_portraits.py /path/to/webmorphR.stim/inst/neutral_front --limit 12 \
+        --emotions happy sad surprised angry --strength 1 2
 """
 
 from __future__ import annotations
