@@ -46,15 +46,15 @@ class Analysis:
 
 def heard_units(meta: dict[str, Any]) -> np.ndarray:
     """``[K]`` 1 for the units some emotion the connector hears moves (``audible`` in its meta: mean held-out
-    reach ≥ 0.3), 0 for the rest.
+    reach ≥ 0.3), 0 for the rest: all 0 when its report says it hears none (its edits would be noise).
 
     Elsewhere the connector draws noise for an unseen speaker: the jaw, which no emotion moves (the speech does),
     and the one-sided R12 of contempt, which no speech space tells from neutral (R12 −0.2 to −0.4 in every edit
     made the mouth lopsided).
     """
     heard = meta.get("audible", meta.get("emotions", list(PROTOTYPES)))
-    units = [PROTOTYPES[e] for e in heard if e in PROTOTYPES]
-    return (np.abs(np.stack(units)).max(axis=0) > 0).astype(np.float32) if units else np.ones(len(AU_NAMES), np.float32)
+    units = [np.abs(np.asarray(PROTOTYPES[e])) > 0 for e in heard if e in PROTOTYPES]
+    return np.logical_or.reduce(units, initial=False).astype(np.float32) * np.ones(len(AU_NAMES), np.float32)
 
 
 class LiteEngine(Engine[Analysis]):
@@ -137,8 +137,16 @@ class LiteEngine(Engine[Analysis]):
                 CmetWarning,
                 stacklevel=3,
             )
+        heard = heard_units(meta)
+        if not heard.any() and speech.gain > 0 and upto is None:
+            warnings.warn(
+                "This lite connector hears no emotion reliably (its held-out report found none reaching 0.3 of the "
+                "prototypes), so the face is left unedited; train it on more speakers or use the shipped one.",
+                CmetWarning,
+                stacklevel=3,
+            )
         gain = speech.gain * weight * float(meta.get("output_gain", 1.0))
-        return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto) * heard_units(meta)
+        return source_offsets(connector, scaled, gain, analysis.coeffs, analysis.info, upto) * heard
 
     def render(
         self, frames: np.ndarray, index: np.ndarray, analysis: Analysis, offsets: np.ndarray, own: bool = False

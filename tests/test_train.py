@@ -113,6 +113,8 @@ def test_the_engine_moves_only_what_the_connector_hears():
     moved = {name for name, m in zip(AU_NAMES, mask) if m}
     assert moved == {n for n, c in zip(AU_NAMES, PROTOTYPES["happy"]) if c} and "R12" not in moved
     assert heard_units({"emotions": ["happy", "contempt"]})[AU_NAMES.index("R12")] == 1  # no report: all it learnt
+    assert not heard_units({"audible": [], "emotions": ["neutral", "happy"]}).any()  # hears none: moves none
+    assert not heard_units({"emotions": ["neutral"]}).any()
 
 
 class Interrupted(Exception):

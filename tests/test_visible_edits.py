@@ -91,6 +91,20 @@ def test_edits_move_only_the_units_of_emotions_the_connector_hears(editor):
         assert np.abs(offsets).max() > 0.1, emotion
 
 
+def test_a_connector_that_hears_no_emotion_leaves_the_face_and_says_so(editor, monkeypatch):
+    """A connector whose held-out report lists no heard emotion (a user's, trained on too few speakers) gives zero
+    offsets and a warning, not its noise on every unit."""
+    engine = editor.engine
+    connector, meta = engine.connector("emotion2vec_plus_large")
+    monkeypatch.setattr(engine, "connector", lambda encoder: (connector, {**meta, "audible": []}))
+    analysis = engine.analyse(ASTRONAUT, media.probe(ASTRONAUT))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        offsets = engine.offsets(analysis, engine.speech_vector([], "preset:happy", 1.0))
+    assert not offsets.any()
+    assert any(issubclass(w.category, CmetWarning) and "hears no emotion" in str(w.message) for w in caught)
+
+
 def test_warp_never_folds_even_at_absurd_strength():
     """Landmarks pushed far past each other: the dense map keeps a positive Jacobian everywhere."""
     size = 160
