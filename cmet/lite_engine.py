@@ -52,9 +52,11 @@ def heard_units(meta: dict[str, Any]) -> np.ndarray:
     and the one-sided R12 of contempt, which no speech space tells from neutral (R12 −0.2 to −0.4 in every edit
     made the mouth lopsided).
     """
-    heard = meta.get("audible", meta.get("emotions", list(PROTOTYPES)))
-    units = [np.abs(np.asarray(PROTOTYPES[e])) > 0 for e in heard if e in PROTOTYPES]
-    return np.logical_or.reduce(units, initial=False).astype(np.float32) * np.ones(len(AU_NAMES), np.float32)
+    moved = np.zeros(len(AU_NAMES), bool)
+    for emotion in meta.get("audible", meta.get("emotions", list(PROTOTYPES))):
+        if emotion in PROTOTYPES:
+            moved |= np.asarray(PROTOTYPES[emotion]) != 0
+    return moved.astype(np.float32)
 
 
 class LiteEngine(Engine[Analysis]):
